@@ -1,0 +1,79 @@
+"""The backend interface and the choice of backend from a model file's name."""
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+
+BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
+
+
+class Backend(ABC):
+    """Runs the network on canvas batches.
+
+    Subclasses set `name`, `device` (where outputs live), `input_name`, `max_batch` (None = no
+    limit) and `spec` (the CenterNetSpec: stride, top-k, classes...).
+    """
+
+    name = 'backend'
+    device = torch.device('cpu')
+    input_name = 'canvas'
+    max_batch = None
+    spec = None
+
+    def upload(self, canvases):
+        """CPU uint8 (B, H, W, 3) -> the tensor `run` takes (on the backend's device)."""
+        return canvases.to(self.device, non_blocking=True)
+
+    @abstractmethod
+    def run(self, canvases):
+        """Uploaded canvases -> (heatmap (B,C,H/4,W/4), wh (B,2,..), offset (B,2,..)) on device."""
+
+    def infer(self, canvases):
+        self.check_batch(canvases.shape[0])
+        return self.run(self.upload(canvases))
+
+    def check_batch(self, batch):
+        if self.max_batch is not None and batch > self.max_batch:
+            raise UserError(f'batch size {batch} is beyond the {self.name} model\'s maximum '
+                            f'{self.max_batch}: lower --batchsize or rebuild the engine with a '
+                            'larger --max_batch')
+
+    def synchronize(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    def describe(self):
+        """What the run record says about this backend (versions, device, precision)."""
+        return dict(backend=self.name, device=str(self.device))
+
+
+def resolve_backend_name(backend, model_path):
+    if backend != 'auto':
+        return backend
+    suffix = Path(model_path).suffix.lower() if model_path else ''
+    if suffix == '.onnx':
+        return 'onnxruntime'
+    if suffix in ('.engine', '.plan', '.trt'):
+        return 'tensorrt'
+    if suffix in ('.pth', '.pt'):
+        return 'torch'
+    raise UserError(f'cannot tell the backend from {model_path!r}: use a .onnx, .engine/.plan or '
+                    '.pth file, or pass --backend {onnxruntime,tensorrt,torch}')
+
+
+def open_backend(backend, model_path=None, cfg=None, weight=None, device=None, **options):
+    """Open the backend that `backend` names (or that the model file's suffix implies)."""
+    name = resolve_backend_name(backend, model_path or weight)
+    if name == 'onnxruntime':
+        from .onnxruntime_backend import OrtBackend
+        return OrtBackend(model_path, **options)
+    if name == 'tensorrt':
+        from .tensorrt_backend import TrtBackend
+        return TrtBackend(model_path, **options)
+    if name == 'torch':
+        from .torch_backend import TorchBackend
+        return TorchBackend(cfg, weight or model_path, device=device, **options)
+    raise UserError(f'unknown backend {backend!r}; choose one of {", ".join(BACKENDS)}')

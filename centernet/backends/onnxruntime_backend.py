@@ -1,0 +1,49 @@
+"""An exported CenterNet ONNX on ONNX Runtime: the CPU path that works everywhere."""
+
+import numpy as np
+import torch
+
+from .. import onnx_export as ox
+from ..errors import UserError
+from .base import Backend
+
+
+class OrtBackend(Backend):
+    name = 'onnxruntime'
+
+    def __init__(self, onnx_path, providers=None, threads=0, **_):
+        import onnxruntime as ort
+        self.spec, self.classes, self.metadata = ox.read_metadata(onnx_path)
+        self.path = str(onnx_path)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads  # 0: one per physical core
+        available = ort.get_available_providers()
+        wanted = providers or ['CPUExecutionProvider']
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            raise UserError(f'ONNX Runtime provider(s) {missing} not available (have {available}): '
+                            'install onnxruntime-gpu for CUDAExecutionProvider, or use the default')
+        self.session = ort.InferenceSession(self.path, options, providers=wanted)
+        self.providers = self.session.get_providers()
+        self.input_name = ox.INPUT_NAME
+        shape = self.session.get_inputs()[0].shape
+        self.max_batch = shape[0] if isinstance(shape[0], int) else None
+        self.static_hw = tuple(shape[1:3]) if all(isinstance(s, int) for s in shape[1:3]) else None
+
+    def upload(self, canvases):
+        return canvases  # ONNX Runtime reads host memory
+
+    def run(self, canvases):
+        if self.static_hw and tuple(canvases.shape[1:3]) != self.static_hw:
+            raise UserError(f'{self.path} was exported with a static {self.static_hw} input, but '
+                            f'this batch is {tuple(canvases.shape[1:3])}: export without --static')
+        array = np.ascontiguousarray(canvases.numpy())
+        outputs = self.session.run(list(ox.OUTPUT_NAMES), {self.input_name: array})
+        return tuple(torch.from_numpy(o) for o in outputs)
+
+    def describe(self):
+        import onnxruntime as ort
+        return dict(backend=self.name, device='cpu', model=self.path,
+                    precision=self.metadata.get('centernet.precision', 'fp32'),
+                    onnxruntime=ort.__version__, providers=self.providers)

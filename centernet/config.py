@@ -1,0 +1,163 @@
+"""Read an mmdet-format CenterNet config into the few numbers the deployment needs.
+
+The config is read with mmengine's Config (the format's own reader), never executed by mmdet.
+Everything that could silently change the results and that this kit does not implement (DCN,
+another detector, another padding rule) is refused here, with the reason.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+# ResNet depth -> blocks per stage, for the BasicBlock ResNets mmdet builds.
+RESNET_BASIC_BLOCK_STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+@dataclass(frozen=True)
+class CenterNetSpec:
+    """What the native model, preprocessing and decode take from the config."""
+
+    num_classes: int
+    depth: int
+    neck_in_channels: int
+    deconv_filters: tuple
+    deconv_kernels: tuple
+    head_in_channels: int
+    head_feat_channels: int
+    topk: int
+    local_maximum_kernel: int
+    mean: tuple              # RGB order, applied after the BGR->RGB swap, as DetDataPreprocessor does
+    std: tuple
+    bgr_to_rgb: bool
+    pad_or: int              # canvas side = (side | pad_or) + pad_add
+    pad_add: int
+    canvas_fill: tuple       # raw (pre-normalisation) value of the canvas outside the image, BGR
+
+    @property
+    def stride(self):
+        """Output stride: 32 for the backbone, halved by each deconv stage."""
+        return 32 // (2 ** len(self.deconv_filters))
+
+    def canvas_side(self, side):
+        """mmdet RandomCenterCropPad test mode, `test_pad_mode=['logical_or', 31]`."""
+        return (side | self.pad_or) + self.pad_add
+
+
+def _get(cfg, dotted, default=None):
+    node = cfg
+    for key in dotted.split('.'):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _require(condition, message):
+    if not condition:
+        raise UserError(message)
+
+
+def load_spec(path) -> CenterNetSpec:
+    """Parse `path` (an mmdet config file) and check it describes a model this kit can run."""
+    from mmengine.config import Config
+
+    path = Path(path)
+    _require(path.is_file(), f'config file {path} not found: pass --cfg '
+             'centernet_r18_8xb16-crop512-140e_coco.py (it ships with this repository)')
+    try:
+        cfg = Config.fromfile(str(path))
+    except Exception as exc:  # mmengine raises many types for a broken file
+        raise UserError(f'cannot read config {path}: {type(exc).__name__}: {exc}') from None
+    return spec_from_config(cfg, str(path))
+
+
+def spec_from_config(cfg, name='config') -> CenterNetSpec:
+    if hasattr(cfg, 'to_dict'):  # mmengine Config -> plain nested dicts and lists
+        cfg = cfg.to_dict()
+    model = _get(cfg, 'model')
+    _require(isinstance(model, dict), f'{name} has no `model` dict: is it an mmdet config?')
+    kind = model.get('type')
+    _require(kind == 'CenterNet', f'{name} describes a {kind!r} model; only type=\'CenterNet\' '
+             'is supported')
+
+    backbone = model.get('backbone', {})
+    _require(backbone.get('type') == 'ResNet' and backbone.get('depth') in RESNET_BASIC_BLOCK_STAGES,
+             f'{name}: backbone {backbone.get("type")}-{backbone.get("depth")} is not supported; '
+             f'use ResNet with depth in {sorted(RESNET_BASIC_BLOCK_STAGES)}')
+    for key, expected in (('style', 'pytorch'), ('deep_stem', False), ('in_channels', 3),
+                          ('base_channels', 64), ('strides', (1, 2, 2, 2)),
+                          ('dilations', (1, 1, 1, 1)), ('dcn', None)):
+        value = backbone.get(key, expected)
+        if isinstance(value, list):
+            value = tuple(value)
+        _require(value == expected, f'{name}: backbone {key}={value!r} is not supported '
+                 f'(only {expected!r})')
+
+    neck = model.get('neck', {})
+    _require(neck.get('type') == 'CTResNetNeck', f'{name}: neck {neck.get("type")!r} is not '
+             'supported; only CTResNetNeck')
+    _require(not neck.get('use_dcn', True), f'{name}: neck use_dcn=True (deformable convolution) '
+             'is not supported: it needs mmcv\'s compiled ops and has no plain ONNX/TensorRT form. '
+             'Use the no-DCN config (use_dcn=False)')
+
+    head = model.get('bbox_head', {})
+    _require(head.get('type') == 'CenterNetHead', f'{name}: bbox_head {head.get("type")!r} is not '
+             'supported; only CenterNetHead')
+    test_cfg = model.get('test_cfg') or {}
+    _require('nms' not in test_cfg, f'{name}: test_cfg.nms is not supported (mmdet\'s CenterNet '
+             'test setting has none)')
+
+    pre = model.get('data_preprocessor', {})
+    _require(pre.get('pad_size_divisor', 1) == 1 and pre.get('pad_value', 0) == 0,
+             f'{name}: data_preprocessor pad_size_divisor/pad_value other than 1/0 is not supported')
+
+    pad = _find_center_crop_pad(cfg, name)
+    filters = tuple(neck.get('num_deconv_filters', (256, 128, 64)))
+    kernels = tuple(neck.get('num_deconv_kernels', (4, 4, 4)))
+    _require(len(filters) == len(kernels) and all(k == 4 for k in kernels),
+             f'{name}: num_deconv_kernels={kernels} is not supported (only 4, as mmdet\'s CenterNet)')
+    mean = tuple(float(v) for v in pre.get('mean', (0.0, 0.0, 0.0)))
+    std = tuple(float(v) for v in pre.get('std', (1.0, 1.0, 1.0)))
+    return CenterNetSpec(
+        num_classes=int(head.get('num_classes', 80)),
+        depth=int(backbone['depth']),
+        neck_in_channels=int(neck.get('in_channels', 512)),
+        deconv_filters=filters,
+        deconv_kernels=kernels,
+        head_in_channels=int(head.get('in_channels', filters[-1])),
+        head_feat_channels=int(head.get('feat_channels', 64)),
+        topk=int(test_cfg.get('topk', 100)),
+        local_maximum_kernel=int(test_cfg.get('local_maximum_kernel', 3)),
+        mean=mean,
+        std=std,
+        bgr_to_rgb=bool(pre.get('bgr_to_rgb', False)),
+        pad_or=pad['pad_or'],
+        pad_add=pad['pad_add'],
+        canvas_fill=pad['fill'],
+    )
+
+
+def _find_center_crop_pad(cfg, name):
+    pipeline = (_get(cfg, 'test_dataloader.dataset.pipeline')
+                or _get(cfg, 'test_pipeline') or [])
+    steps = [step for step in pipeline if step.get('type') == 'RandomCenterCropPad']
+    _require(len(steps) == 1, f'{name}: the test pipeline needs exactly one RandomCenterCropPad '
+             '(test_mode=True); this kit implements that padding and no resize')
+    step = steps[0]
+    for other in pipeline:
+        _require(other.get('type') in ('LoadImageFromFile', 'RandomCenterCropPad',
+                                       'LoadAnnotations', 'PackDetInputs'),
+                 f'{name}: test pipeline step {other.get("type")!r} is not supported')
+    mode = step.get('test_pad_mode')
+    _require(step.get('test_mode') and isinstance(mode, (list, tuple)) and len(mode) == 2
+             and mode[0] == 'logical_or', f'{name}: RandomCenterCropPad test_pad_mode={mode!r} is '
+             "not supported; only ['logical_or', N] with test_mode=True")
+    # With to_rgb=True mmdet reverses the mean list (to BGR) and fills the canvas with it.
+    fill = [float(v) for v in step.get('mean', (0, 0, 0))]
+    if step.get('to_rgb'):
+        fill = fill[::-1]
+    _require(all(v == int(v) and 0 <= v <= 255 for v in fill),
+             f'{name}: RandomCenterCropPad mean={fill} must be whole numbers 0..255 (the canvas is uint8)')
+    return dict(pad_or=int(mode[1]), pad_add=int(step.get('test_pad_add_pix', 0)),
+                fill=tuple(int(v) for v in fill))

@@ -1,0 +1,216 @@
+"""Where the images come from and in which batches they go to the network.
+
+    CocoImageSet     a COCO annotation file + image folder (val2017): records in the file's order
+    FolderImageSet   a picture or a folder of pictures, no annotations (the demo)
+    CanvasBatchSampler  batches of images that share one canvas shape: no batch padding, so every
+                     image is computed exactly as at batch size 1 (mmdet's test setting)
+    CanvasDataset    record -> (canvas, border) in DataLoader workers, bad files reported, not raised
+    make_loader      the DataLoader: background workers, bounded prefetch, optional pinned memory
+"""
+
+import contextlib
+import io
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .errors import UserError
+from .preprocess import BadImageError, read_image
+
+ANNOTATION_FILE = 'annotations/instances_val2017.json'
+IMAGE_FOLDERS = ('images/val2017', 'val2017')
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+EXPECTED_LAYOUT = """expected:
+  DATASETS_DIR/
+    annotations/instances_val2017.json
+    images/val2017/000000000139.jpg ...   (or val2017/ directly under DATASETS_DIR)"""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    index: int          # position in the set; results are returned in this order
+    image_id: int
+    path: str
+    height: int         # size before EXIF rotation is known: a batching hint, checked on decode
+    width: int
+
+
+class CocoImageSet:
+    """COCO val2017 in the reference layout (or COCO's own), every image of the annotation file."""
+
+    def __init__(self, root, classes):
+        from pycocotools.coco import COCO
+        root = Path(root)
+        if not root.is_dir():
+            raise UserError(f'dataset folder {root} not found; {EXPECTED_LAYOUT}')
+        self.ann_file = root / ANNOTATION_FILE
+        if not self.ann_file.is_file():
+            raise UserError(f'{self.ann_file} not found; {EXPECTED_LAYOUT}')
+        folders = [root / f for f in IMAGE_FOLDERS if (root / f).is_dir()]
+        if not folders:
+            raise UserError(f'no image folder under {root}; {EXPECTED_LAYOUT}')
+        self.image_folder = folders[0]
+        try:
+            content = json.loads(self.ann_file.read_text())
+            assert isinstance(content, dict) and isinstance(content.get('images'), list) \
+                and isinstance(content.get('categories'), list)
+        except (ValueError, AssertionError, UnicodeDecodeError):
+            raise UserError(f'{self.ann_file} is not a COCO annotation file (JSON with "images" '
+                            'and "categories" lists); download annotations_trainval2017.zip again'
+                            ) from None
+        self.coco = COCO()
+        self.coco.dataset = content
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' "creating index..."
+                self.coco.createIndex()
+        except (KeyError, TypeError) as exc:
+            raise UserError(f'{self.ann_file} is malformed (missing field {exc}); download '
+                            'annotations_trainval2017.zip again') from None
+        # mmdet CocoDataset: label i <-> the file's category whose name is classes[i].
+        self.cat_ids = self.coco.getCatIds(catNms=list(classes))
+        if len(self.cat_ids) != len(classes):
+            names = {c['name'] for c in content['categories']}
+            missing = [c for c in classes if c not in names]
+            raise UserError(f'{self.ann_file}: categories {missing[:5]} are missing; the model\'s '
+                            f'{len(classes)} classes must all be in the annotation file')
+        self.records = []
+        for index, image_id in enumerate(self.coco.getImgIds()):
+            info = self.coco.imgs[image_id]
+            self.records.append(ImageRecord(index, int(image_id),
+                                            str(self.image_folder / info['file_name']),
+                                            int(info.get('height', 0)), int(info.get('width', 0))))
+        if not self.records:
+            raise UserError(f'{self.ann_file} lists no images: nothing to evaluate')
+        missing = [r.path for r in self.records if not Path(r.path).is_file()]
+        if missing:
+            raise UserError(f'{len(missing)} of {len(self.records)} images listed in '
+                            f'{self.ann_file.name} are missing from {self.image_folder} (first: '
+                            f'{Path(missing[0]).name}); unpack val2017.zip there')
+
+    def __len__(self):
+        return len(self.records)
+
+
+class FolderImageSet:
+    """One image file, or every image in a folder (sorted by name), for the picture demo."""
+
+    def __init__(self, path):
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files = [path]
+        else:
+            raise UserError(f'{path} not found: pass an image file or a folder of images')
+        if not files:
+            raise UserError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {path}')
+        # Sizes unknown until decoded: the sampler batches these in file order and collate
+        # splits a batch by canvas shape.
+        self.records = [ImageRecord(index, index, str(file), 0, 0)
+                        for index, file in enumerate(files)]
+
+    def __len__(self):
+        return len(self.records)
+
+
+class CanvasBatchSampler(Sampler):
+    """Batches of at most `batch_size` indices whose images share one canvas shape.
+
+    Shapes come from the annotation's width/height; an image whose decoded size differs (EXIF
+    rotation) is split off at collate time, so a wrong hint costs speed, never correctness.
+    Groups are visited in order of first appearance; batches keep the set's order inside a group.
+    """
+
+    def __init__(self, records, canvas, batch_size):
+        if batch_size < 1:
+            raise UserError(f'--batchsize must be at least 1, got {batch_size}')
+        groups = OrderedDict()
+        for record in records:
+            key = canvas.shape(record.height, record.width) if record.height and record.width \
+                else ('unknown',)
+            groups.setdefault(key, []).append(record.index)
+        self.batches = [indices[start:start + batch_size]
+                        for indices in groups.values()
+                        for start in range(0, len(indices), batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+@dataclass
+class BadImage:
+    index: int
+    path: str
+    reason: str
+
+
+class CanvasDataset(Dataset):
+    """record index -> (index, canvas uint8 HWC, border float32[4], decoded (h, w)) or BadImage."""
+
+    def __init__(self, records, canvas):
+        self.records, self.canvas = records, canvas
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, index):
+        record = self.records[index]
+        try:
+            image = read_image(record.path)
+        except BadImageError as exc:
+            return BadImage(index, record.path, exc.reason)
+        canvas, border = self.canvas(image)
+        return index, canvas, border, image.shape[:2]
+
+
+@dataclass
+class CanvasBatch:
+    indices: list          # record indices, in batch order
+    canvases: torch.Tensor  # (B, H, W, 3) uint8
+    borders: torch.Tensor   # (B, 4) float32
+    sizes: list            # decoded (h, w) per image
+
+
+@dataclass
+class LoadedBatch:
+    batches: list          # CanvasBatch per distinct canvas shape (almost always one)
+    bad: list              # BadImage entries
+
+
+def collate_canvases(items):
+    """Stack same-shape canvases; a batch with several shapes (wrong size hint) is split."""
+    bad = [item for item in items if isinstance(item, BadImage)]
+    by_shape = OrderedDict()
+    for item in items:
+        if not isinstance(item, BadImage):
+            by_shape.setdefault(item[1].shape, []).append(item)
+    batches = [CanvasBatch(indices=[item[0] for item in group],
+                           canvases=torch.from_numpy(np.stack([item[1] for item in group])),
+                           borders=torch.from_numpy(np.stack([item[2] for item in group])),
+                           sizes=[item[3] for item in group])
+               for group in by_shape.values()]
+    return LoadedBatch(batches, bad)
+
+
+def _worker_init(_):
+    cv2.setNumThreads(1)  # one decode per worker process; the engine gets the other cores
+
+
+def make_loader(records, canvas, batch_size, workers=2, prefetch_batches=2, pin_memory=False):
+    """DataLoader over canvas-shape batches: decode + paste in `workers` background processes,
+    at most `prefetch_batches` batches ahead per worker."""
+    sampler = CanvasBatchSampler(records, canvas, batch_size)
+    return DataLoader(CanvasDataset(records, canvas), batch_sampler=sampler,
+                      collate_fn=collate_canvases, num_workers=workers,
+                      prefetch_factor=prefetch_batches if workers else None,
+                      pin_memory=pin_memory, worker_init_fn=_worker_init if workers else None,
+                      persistent_workers=False)

@@ -1,0 +1,86 @@
+"""export.py's work: checkpoint -> native model -> ONNX (FP32, FP16) -> parity report."""
+
+import time
+from pathlib import Path
+
+from . import onnx_export as ox
+from .checkpoint import load_model, sha256_of
+from .config import load_spec
+from .errors import UserError
+from .fileio import write_json
+from .report import environment, format_table
+
+# Parity shapes: (batch, height, width) canvases; two different shapes exercise dynamic axes.
+CHECK_SHAPES = ((1, 512, 672), (3, 384, 544))
+# max |ONNX - reference| <= tolerance * max(1, max |reference|), per output.
+TOLERANCE = {'fp32': 1e-4, 'fp16': 5e-3}
+
+
+def fp16_path_for(path):
+    path = Path(path)
+    return path.with_name(path.stem + '_fp16' + path.suffix)
+
+
+def export(args):
+    spec = load_spec(args.cfg)
+    start = time.perf_counter()
+    model, classes = load_model(spec, args.weight)
+    from coco_labels import COCO_CLASSES
+    classes = classes or COCO_CLASSES
+    output = Path(args.output)
+    if output.suffix != '.onnx':
+        raise UserError(f'--output {output} must end in .onnx')
+    fp32_path = output if args.precision in ('fp32', 'both') else \
+        output.with_name(f'.{output.stem}_fp32_tmp.onnx')
+    written = []
+    try:
+        ox.export_fp32(model, fp32_path, opset=args.opset, static_shape=args.static,
+                       simplify=args.simplify, classes=classes)
+        if args.precision != 'fp16':
+            written.append(('fp32', fp32_path))
+        if args.precision in ('fp16', 'both'):
+            fp16_path = output if args.precision == 'fp16' else fp16_path_for(output)
+            ox.convert_fp16(fp32_path, fp16_path)
+            written.append(('fp16', fp16_path))
+    finally:
+        if args.precision == 'fp16':
+            fp32_path.unlink(missing_ok=True)
+    export_seconds = time.perf_counter() - start
+    for precision, path in written:
+        print(f'wrote {path} ({precision}, {path.stat().st_size / 2**20:.1f} MiB) '
+              f'in {export_seconds:.1f} s')
+
+    report = dict(weight=str(args.weight), config=str(args.cfg), export_seconds=export_seconds,
+                  environment=environment(), outputs={})
+    failed = False
+    for precision, path in written:
+        entry = dict(path=str(path), sha256=sha256_of(path), bytes=path.stat().st_size)
+        if args.check:
+            rows, ok = check_parity(model, path, precision, args.static)
+            print(format_table(['shape BxHxW', 'output', 'max |diff|', 'max |ref|', 'tolerance',
+                                'ok'], rows, title=f'{precision} ONNX (ONNX Runtime CPU) vs '
+                               'PyTorch FP32'))
+            entry['parity'] = [dict(zip(('shape', 'output', 'max_abs_diff', 'max_abs_ref',
+                                         'tolerance', 'ok'), row)) for row in rows]
+            failed |= not ok
+        report['outputs'][precision] = entry
+    write_json(output.with_suffix('.export.json'), report, indent=1)
+    if failed:
+        print('error: ONNX Runtime and PyTorch disagree beyond tolerance (see table)')
+        return 1
+    return 0
+
+
+def check_parity(model, path, precision, static_shape=None):
+    rows, ok = [], True
+    shapes = (static_shape,) if static_shape else CHECK_SHAPES
+    for shape in shapes:
+        canvases = ox.random_canvases(*shape)
+        reference = ox.run_torch(model, canvases)
+        diffs = ox.compare_outputs(reference, ox.run_onnxruntime(path, canvases))
+        for name, (diff, scale) in diffs.items():
+            tolerance = TOLERANCE[precision] * max(1.0, scale)
+            rows.append(['x'.join(map(str, shape)), name, diff, scale, tolerance,
+                         'yes' if diff <= tolerance else 'NO'])
+            ok &= diff <= tolerance
+    return rows, ok

@@ -1,0 +1,132 @@
+"""inference.py's work: open the backend, then accuracy, performance or pictures."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .backends import open_backend
+from .errors import UserError
+from .fileio import write_json
+from .pipeline import Detector, detect_records
+from .report import environment, format_table
+
+
+def run(args):
+    if args.batchsize < 1:
+        raise UserError(f'--batchsize must be at least 1, got {args.batchsize}')
+    backend = open_backend(args.backend, args.engine, cfg=args.cfg, weight=args.weight,
+                           device=args.device, precision=args.precision,
+                           cuda_graph=args.cuda_graph, threads=args.threads)
+    if args.input_name and args.input_name != backend.input_name:
+        raise UserError(f'--input_name {args.input_name!r}: the model\'s input is called '
+                        f'{backend.input_name!r} (a uint8 BGR canvas); drop the flag or fix it')
+    backend.check_batch(args.batchsize)
+    detector = Detector(backend)
+    if args.images:
+        from .demo import run_demo
+        return run_demo(detector, args)
+    if args.perf_only:
+        return run_performance(detector, args)
+    return run_accuracy(detector, args)
+
+
+def default_record(args, mode, backend):
+    return args.record or f'results/{mode}_{backend.name}_bs{args.batchsize}.json'
+
+
+def _write_record(path, record):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, record, indent=1)
+    print(f'run record: {path}')
+
+
+def run_accuracy(detector, args):
+    from .dataset import CocoImageSet
+    from .evaluate import SUMMARY_TABLE, evaluate_coco, to_coco_results
+    if not args.datasets:
+        raise UserError('no dataset: pass --datasets DIR or set DATASETS_DIR (see README, '
+                        '"Preparation")')
+    backend = detector.backend
+    images = CocoImageSet(args.datasets, backend.classes)
+    records = images.records[:args.limit] if args.limit else images.records
+    print(f'{len(records)} images from {images.ann_file}; backend {backend.name} '
+          f'({backend.describe().get("precision", "")}), batch {args.batchsize}')
+    detections = detect_records(detector, records, args.batchsize, workers=args.workers,
+                                skip_bad_images=args.skip_bad_images, progress=not args.quiet)
+    done = detections.done
+    ids = np.array([r.image_id for r in records])
+    results = to_coco_results(ids[done], detections.boxes[done], detections.scores[done],
+                              detections.labels[done], images.cat_ids)
+    if args.save_json:
+        write_json(args.save_json, results)
+        print(f'detections: {args.save_json} ({len(results)} boxes)')
+    start = time.perf_counter()
+    metrics = evaluate_coco(images.coco, results, images.cat_ids,
+                            img_ids=ids.tolist() if args.limit else None)
+    eval_seconds = time.perf_counter() - start
+    print(format_table([name for name, _ in SUMMARY_TABLE],
+                       [[round(metrics[key], 3) for _, key in SUMMARY_TABLE]],
+                       title='COCO bbox (pycocotools, mmdet CocoMetric settings)'))
+    print(format_table(['IOU@0.5', 'IOU@0.5:0.95'],
+                       [[round(metrics['mAP_50'], 3), round(metrics['mAP'], 3)]]))
+    images_per_second = len(records) / detections.seconds
+    print(f'{len(records)} images in {detections.seconds:.1f} s ({images_per_second:.1f} img/s '
+          f'end to end; loader wait {detections.wait_seconds:.1f} s); eval {eval_seconds:.1f} s')
+    if detections.bad:
+        print(f'{len(detections.bad)} unreadable image(s) counted as without detections:')
+        for bad in detections.bad:
+            print(f'  {bad.path}: {bad.reason}')
+    record = dict(mode='accuracy', backend=backend.describe(), environment=environment(),
+                  dataset=str(images.ann_file), images=len(records), batchsize=args.batchsize,
+                  metrics=metrics, seconds=detections.seconds, images_per_second=images_per_second,
+                  loader_wait_seconds=detections.wait_seconds, eval_seconds=eval_seconds,
+                  canvas_shapes={f'{h}x{w}': n for (h, w), n in sorted(detections.shapes.items())},
+                  bad_images=[dict(path=b.path, reason=b.reason) for b in detections.bad])
+    _write_record(default_record(args, 'accuracy', backend), record)
+    if args.acc_target is not None and metrics['mAP'] < args.acc_target:
+        print(f'FAIL: AP {metrics["mAP"]:.4f} is below --acc_target {args.acc_target}')
+        return 1
+    return 0
+
+
+def run_performance(detector, args):
+    from .perf import gpu_clocks, time_engine, time_engine_io
+    backend = detector.backend
+    batch = args.batchsize
+    print(f'performance: backend {backend.name} on {backend.device}, batch {batch}, '
+          f'warm-up {args.warmup}, {args.iterations} timed iterations per tier')
+    tiers = {}
+    tiers['engine'] = time_engine(backend, batch, warmup=args.warmup, iterations=args.iterations)
+    tiers['engine+io'] = time_engine_io(detector, batch, warmup=args.warmup,
+                                        iterations=args.iterations)
+    if args.datasets:
+        from .dataset import CocoImageSet
+        images = CocoImageSet(args.datasets, backend.classes)
+        records = images.records[:args.limit] if args.limit else images.records
+        detections = detect_records(detector, records, batch, workers=args.workers,
+                                    skip_bad_images=True, progress=not args.quiet,
+                                    description='pipeline')
+        tiers['pipeline'] = dict(batch=batch, images=len(records),
+                                 fps=len(records) / detections.seconds,
+                                 loader_wait_seconds=detections.wait_seconds)
+    rows = []
+    labels = {'engine': 'engine only, static 672x672 on device',
+              'engine+io': 'engine + H2D/D2H + decode, 672x672',
+              'pipeline': 'full pipeline on files, canvas batches'}
+    for name, stats in tiers.items():
+        rows.append([labels[name], stats['fps'], stats.get('latency_ms_mean', float('nan')),
+                     stats.get('latency_ms_p50', float('nan')),
+                     stats.get('latency_ms_p90', float('nan')),
+                     stats.get('latency_ms_p99', float('nan'))])
+    print(format_table(['tier', 'FPS', 'mean ms', 'p50 ms', 'p90 ms', 'p99 ms'], rows,
+                       title=f'batch {batch}; latency per batch'))
+    record = dict(mode='performance', backend=backend.describe(), environment=environment(),
+                  gpu_clocks=gpu_clocks(), batchsize=batch, warmup=args.warmup,
+                  iterations=args.iterations, tiers=tiers)
+    _write_record(default_record(args, 'performance', backend), record)
+    if args.fps_target is not None and tiers['engine']['fps'] < args.fps_target:
+        print(f'FAIL: engine FPS {tiers["engine"]["fps"]:.1f} is below --fps_target '
+              f'{args.fps_target}')
+        return 1
+    return 0

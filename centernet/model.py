@@ -1,0 +1,165 @@
+"""CenterNet-R18 in plain PyTorch, with mmdet's state_dict names and mmdet's arithmetic.
+
+    canvas (B, H, W, 3) uint8 BGR
+      -> DataPreprocessor   BGR->RGB, (x - mean) / std            (mmdet DetDataPreprocessor)
+      -> ResNet             stem + 4 stages, only the stride-32 map is used
+      -> CTResNetNeck       3 x (3x3 conv-BN-ReLU, 4x4 stride-2 deconv-BN-ReLU) -> stride 4, 64 ch
+      -> CenterNetHead      heatmap (sigmoid), wh, offset; all at stride 4
+
+Module and parameter names follow mmdet 3.3.0 exactly (ResNet = torchvision's names, the neck's
+`deconv_layers.N.{conv,bn}`, the head's `{heatmap,wh,offset}_head.{0,2}`), so an mmdet
+checkpoint loads with strict=True. BatchNorm stays a separate op, as in mmdet; the ONNX export
+lets the graph optimiser fold it.
+"""
+
+import torch
+from torch import nn
+
+from .config import RESNET_BASIC_BLOCK_STAGES, CenterNetSpec
+
+
+class DataPreprocessor(nn.Module):
+    """uint8 BGR NHWC canvas -> float32 normalised RGB NCHW, exactly DetDataPreprocessor's math.
+
+    Canvas padding is raw 0 here, i.e. about -2 after normalisation, as in mmdet. The mean/std
+    buffers are non-persistent (not in the state_dict), as in mmdet.
+    """
+
+    def __init__(self, mean, std, bgr_to_rgb):
+        super().__init__()
+        self.bgr_to_rgb = bgr_to_rgb
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+
+    def forward(self, canvas):
+        x = canvas.permute(0, 3, 1, 2).float()
+        if self.bgr_to_rgb:
+            x = x[:, [2, 1, 0]]
+        # True division by std (mmengine's order), not multiplication by 1/std: bit-exact parity.
+        return (x - self.mean) / self.std
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or in_planes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """torchvision-style ResNet without avgpool/fc; returns only the last (stride-32) stage."""
+
+    def __init__(self, depth=18):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        in_planes = 64
+        for index, (blocks, planes) in enumerate(zip(RESNET_BASIC_BLOCK_STAGES[depth],
+                                                     (64, 128, 256, 512))):
+            stride = 1 if index == 0 else 2
+            layer = [BasicBlock(in_planes, planes, stride)]
+            layer += [BasicBlock(planes, planes) for _ in range(blocks - 1)]
+            self.add_module(f'layer{index + 1}', nn.Sequential(*layer))
+            in_planes = planes
+        self.out_channels = in_planes
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class ConvModule(nn.Sequential):
+    """mmcv ConvModule without bias (a BN follows): conv -> bn -> ReLU, names `conv`, `bn`."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+        self.bn = nn.BatchNorm2d(conv.out_channels)
+        self.activate = nn.ReLU(inplace=True)
+
+
+class CTResNetNeck(nn.Module):
+    """Upsample the stride-32 map to stride 4: per stage a 3x3 conv, then a 4x4/2 deconv."""
+
+    def __init__(self, in_channels, filters):
+        super().__init__()
+        layers = []
+        for channels in filters:
+            layers.append(ConvModule(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)))
+            layers.append(ConvModule(nn.ConvTranspose2d(channels, channels, 4, stride=2,
+                                                        padding=1, output_padding=0, bias=False)))
+            in_channels = channels
+        self.deconv_layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.deconv_layers(x)
+
+
+def _head_branch(in_channels, feat_channels, out_channels):
+    return nn.Sequential(nn.Conv2d(in_channels, feat_channels, 3, padding=1),
+                         nn.ReLU(inplace=True),
+                         nn.Conv2d(feat_channels, out_channels, 1))
+
+
+class CenterNetHead(nn.Module):
+    """Three branches on the stride-4 map: class heatmap (sigmoid), box size, centre offset.
+
+    wh and offset are raw, in feature-map (stride-4) units: wh[0]=w, wh[1]=h, offset[0]=dx,
+    offset[1]=dy.
+    """
+
+    def __init__(self, in_channels, feat_channels, num_classes):
+        super().__init__()
+        self.heatmap_head = _head_branch(in_channels, feat_channels, num_classes)
+        self.wh_head = _head_branch(in_channels, feat_channels, 2)
+        self.offset_head = _head_branch(in_channels, feat_channels, 2)
+
+    def forward(self, x):
+        return self.heatmap_head(x).sigmoid(), self.wh_head(x), self.offset_head(x)
+
+
+class CenterNet(nn.Module):
+    """canvas (B, H, W, 3) uint8 BGR, H and W multiples of 32 -> (heatmap, wh, offset)."""
+
+    OUTPUT_NAMES = ('heatmap', 'wh', 'offset')
+
+    def __init__(self, spec: CenterNetSpec):
+        super().__init__()
+        self.spec = spec
+        self.data_preprocessor = DataPreprocessor(spec.mean, spec.std, spec.bgr_to_rgb)
+        self.backbone = ResNet(spec.depth)
+        self.neck = CTResNetNeck(spec.neck_in_channels, spec.deconv_filters)
+        self.bbox_head = CenterNetHead(spec.head_in_channels, spec.head_feat_channels,
+                                       spec.num_classes)
+
+    def forward(self, canvas):
+        return self.forward_normalized(self.data_preprocessor(canvas))
+
+    def forward_normalized(self, x):
+        """The network proper, on a normalised NCHW float batch (cast to the weights' dtype)."""
+        x = x.to(self.backbone.conv1.weight.dtype)
+        return self.bbox_head(self.neck(self.backbone(x)))
+
+
+def build_model(spec: CenterNetSpec) -> CenterNet:
+    """The model in eval mode with untrained weights (checkpoint.load_model loads real ones)."""
+    return CenterNet(spec).eval()

@@ -1,0 +1,239 @@
+"""CenterNet -> ONNX (FP32, dynamic batch/height/width) -> optional mixed-precision FP16 ONNX.
+
+The graph's contract, also written into its metadata_props so that every consumer can check it:
+    input  `canvas`  (B, H, W, 3) uint8, BGR, H and W multiples of 32 (preprocess.CenterCanvas)
+    output `heatmap` (B, num_classes, H/4, W/4) float32, sigmoid scores
+           `wh`      (B, 2, H/4, W/4) float32, box width/height in stride-4 cells
+           `offset`  (B, 2, H/4, W/4) float32, centre offset in stride-4 cells
+"""
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import CenterNetSpec
+from .errors import UserError
+from .fileio import atomic_path
+
+INPUT_NAME = 'canvas'
+OUTPUT_NAMES = ('heatmap', 'wh', 'offset')
+METADATA_SPEC = 'centernet.spec'
+FORMAT_VERSION = '1'
+DEFAULT_OPSET = 17
+
+
+def metadata_for(spec: CenterNetSpec, classes, precision):
+    """metadata_props: the spec (machine-readable) plus plain keys a person can read in Netron."""
+    return {
+        METADATA_SPEC: json.dumps(dataclasses.asdict(spec)),
+        'centernet.format_version': FORMAT_VERSION,
+        'centernet.precision': precision,
+        'classes': json.dumps(list(classes)),
+        'input': f'{INPUT_NAME}: (B, H, W, 3) uint8 BGR canvas, H and W multiples of 32',
+        'channel_order': 'BGR in; the graph swaps to RGB before normalising' if spec.bgr_to_rgb
+                         else 'as stored',
+        'mean': json.dumps(spec.mean),
+        'std': json.dumps(spec.std),
+        'pad_rule': f'centred on a canvas of (side | {spec.pad_or}) + {spec.pad_add}, filled with '
+                    f'{list(spec.canvas_fill)}',
+        'output_stride': str(spec.stride),
+        'outputs': 'heatmap (sigmoid), wh, offset; decode: centernet.decode.decode_heads',
+    }
+
+
+def read_metadata(model_or_path):
+    """(spec, classes, metadata dict) from one of our ONNX files; UserError for any other ONNX."""
+    import onnx
+    if isinstance(model_or_path, (str, Path)):
+        path = Path(model_or_path)
+        if not path.is_file():
+            raise UserError(f'{path} not found: make it with export.py (see README)')
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:
+            raise UserError(f'{path} is not an ONNX file ({type(exc).__name__})') from None
+    else:
+        model, path = model_or_path, '<model>'
+    meta = {p.key: p.value for p in model.metadata_props}
+    if METADATA_SPEC not in meta:
+        raise UserError(f'{path} is not a CenterNet ONNX from this kit (no {METADATA_SPEC} '
+                        'metadata): export it with export.py')
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    if inputs != [INPUT_NAME] or tuple(outputs) != OUTPUT_NAMES:
+        raise UserError(f'{path} has inputs {inputs} and outputs {outputs}; expected '
+                        f'[{INPUT_NAME!r}] and {list(OUTPUT_NAMES)}: export it with export.py')
+    fields = json.loads(meta[METADATA_SPEC])
+    spec = CenterNetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    return spec, tuple(json.loads(meta.get('classes', '[]'))), meta
+
+
+def export_fp32(model, path, opset=DEFAULT_OPSET, static_shape=None, simplify=True,
+                classes=(), log=print):
+    """Trace `model` to ONNX at `path` (atomically); dynamic B/H/W unless `static_shape`=(B,H,W)."""
+    import onnx
+    batch, height, width = static_shape or (1, 512, 672)
+    example = torch.zeros((batch, height, width, 3), dtype=torch.uint8)
+    dynamic_axes = None
+    if static_shape is None:
+        dynamic_axes = {INPUT_NAME: {0: 'batch', 1: 'height', 2: 'width'}}
+        dynamic_axes.update({name: {0: 'batch', 2: 'feat_height', 3: 'feat_width'}
+                             for name in OUTPUT_NAMES})
+    with atomic_path(path) as tmp:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # the exporter's deprecation/tracer chatter
+            # The TorchScript exporter: this graph needs nothing newer, and it folds BN in eval.
+            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+        proto = onnx.load(str(tmp))
+        if simplify:
+            proto = simplify_model(proto, log)
+        _set_metadata(proto, metadata_for(model.spec, classes, 'fp32'))
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+    return path
+
+
+def simplify_model(proto, log=print):
+    import onnxsim
+    before = len(proto.graph.node)
+    simplified, ok = onnxsim.simplify(proto)
+    if not ok:
+        raise UserError('onnxsim could not validate the simplified model; rerun with --no-simplify')
+    log(f'onnxsim: {before} -> {len(simplified.graph.node)} nodes')
+    return simplified
+
+
+def _set_metadata(proto, entries):
+    del proto.metadata_props[:]
+    for key, value in entries.items():
+        proto.metadata_props.add(key=key, value=value)
+
+
+def fp32_islands(proto):
+    """Nodes that stay FP32 in the FP16 graph, and why.
+
+    - the input prefix up to the first Conv (uint8 -> float, BGR->RGB, (x - mean) / std): the
+      normalised values need FP32's precision, and the prefix costs nothing;
+    - the last Conv of each head and the Sigmoid: FP16 would round scores near 1 to steps of
+      5e-4, creating ties that the exact-equality peak test and top-k would resolve differently,
+      and would round box sizes to 1/16 of a cell. They are 1x1 convs on 64 channels: cheap.
+    """
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    keep = set()
+    for output in proto.graph.output:
+        node = producer.get(output.name)
+        if node is not None and node.op_type == 'Sigmoid':
+            keep.add(node.name)
+            node = producer.get(node.input[0])
+        if node is not None and node.op_type == 'Conv':
+            keep.add(node.name)
+    for node in proto.graph.node:  # topological order: everything before the first Conv
+        if node.op_type == 'Conv':
+            break
+        keep.add(node.name)
+    return sorted(keep)
+
+
+def convert_fp16(fp32_path, fp16_path, log=print):
+    """Mixed-precision FP16 ONNX for strongly typed TensorRT builds (TensorRT 11 has no FP16 flag).
+
+    onnxconverter-common rewrites weights and ops to FP16 and inserts the Casts; I/O stays as in
+    the FP32 graph (uint8 in, FP32 out) and `fp32_islands` stay FP32.
+    """
+    import onnx
+    from onnxconverter_common import float16
+    proto = onnx.load(str(fp32_path))
+    spec, classes, meta = read_metadata(proto)
+    _constants_to_initializers(proto)
+    keep = fp32_islands(proto)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # "float32 number 1e-9 will be truncated to 1e-7": expected
+        converted = float16.convert_float_to_float16(proto, keep_io_types=True,
+                                                     node_block_list=keep)
+    _drop_output_casts(converted)
+    meta['centernet.precision'] = 'fp16'
+    meta['centernet.fp32_nodes'] = json.dumps(keep)
+    _set_metadata(converted, meta)
+    onnx.checker.check_model(converted, full_check=True)
+    with atomic_path(fp16_path) as tmp:
+        onnx.save(converted, str(tmp))
+    log(f'fp16: kept {len(keep)} nodes in FP32 ({", ".join(keep)})')
+    return fp16_path
+
+
+def _constants_to_initializers(proto):
+    """Constant nodes -> initializers. The converter keeps a blocked node's initializers FP32 but
+    sends a Constant node's value through FP16 and back (mean 123.675 would become 123.6875)."""
+    from onnx import numpy_helper
+    for node in [n for n in proto.graph.node if n.op_type == 'Constant']:
+        value = next((a.t for a in node.attribute if a.name == 'value'), None)
+        if value is None:
+            continue
+        proto.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(value),
+                                                               node.output[0]))
+        proto.graph.node.remove(node)
+        # A value_info for the name makes the converter treat it as an activation and cast it.
+        for info in [v for v in proto.graph.value_info if v.name == node.output[0]]:
+            proto.graph.value_info.remove(info)
+
+
+def _drop_output_casts(proto):
+    """Undo the converter's FP16 Cast in front of FP32 outputs produced by blocked nodes.
+
+    With keep_io_types=True, onnxconverter-common 1.16 still appends Cast(to=FLOAT16) after a
+    blocked (FP32) node that feeds a graph output, and declares the output FP16. Remove that Cast
+    and declare the output FP32 again, so outputs are the FP32 values the blocked node computed.
+    """
+    from onnx import TensorProto
+    for output in proto.graph.output:
+        cast = next((n for n in proto.graph.node if output.name in n.output), None)
+        to = next((a.i for a in cast.attribute if a.name == 'to'), None) if cast else None
+        if cast is None or cast.op_type != 'Cast' or to != TensorProto.FLOAT16:
+            continue
+        source = cast.input[0]
+        for node in proto.graph.node:
+            node.output[:] = [output.name if name == source else name for name in node.output]
+            node.input[:] = [output.name if name == source else name for name in node.input]
+        proto.graph.node.remove(cast)
+        output.type.tensor_type.elem_type = TensorProto.FLOAT
+
+
+def random_canvases(batch, height, width, seed=0):
+    """Pictures with structure (not white noise) for parity checks: smooth blobs + noise."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width]
+    canvases = np.empty((batch, height, width, 3), np.uint8)
+    for b in range(batch):
+        field = sum(rng.uniform(40, 90) * np.sin(xs / rng.uniform(8, 60) + rng.uniform(0, 6))
+                    * np.cos(ys / rng.uniform(8, 60)) for _ in range(3))
+        for c in range(3):
+            canvases[b, ..., c] = np.clip(128 + field * (0.6 + 0.2 * c)
+                                          + rng.normal(0, 12, (height, width)), 0, 255)
+    return canvases
+
+
+def compare_outputs(reference, candidate):
+    """Max |difference| per output name, and the reference's max |value| (for relative checks)."""
+    return {name: (float(np.max(np.abs(np.asarray(candidate[i], np.float64)
+                                       - np.asarray(reference[i], np.float64)))),
+                   float(np.max(np.abs(reference[i]))))
+            for i, name in enumerate(OUTPUT_NAMES)}
+
+
+def run_onnxruntime(path, canvases):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    return session.run(list(OUTPUT_NAMES), {INPUT_NAME: canvases})
+
+
+def run_torch(model, canvases):
+    with torch.no_grad():
+        return [t.numpy() for t in model(torch.from_numpy(canvases))]

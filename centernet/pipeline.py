@@ -1,0 +1,98 @@
+"""The detector: backend + decode, and the loop that runs it over an image set.
+
+    loader (workers: file -> canvas)  ->  backend.infer (network)  ->  decode_heads  ->  arrays
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .dataset import make_loader
+from .decode import decode_heads
+from .preprocess import BadImageError, CenterCanvas
+
+
+class Detector:
+    """Canvas batch -> (boxes, scores, labels) on the host; decode runs on the backend's device."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.spec = backend.spec
+        self.canvas = CenterCanvas(backend.spec)
+
+    def heads(self, canvases):
+        return self.backend.infer(canvases)
+
+    def decode(self, heads, borders):
+        borders = borders.to(self.backend.device, non_blocking=True)
+        boxes, scores, labels = decode_heads(*heads, borders, stride=self.spec.stride,
+                                             topk=self.spec.topk,
+                                             kernel=self.spec.local_maximum_kernel)
+        return boxes, scores, labels
+
+    @torch.inference_mode()
+    def __call__(self, canvases, borders):
+        boxes, scores, labels = self.decode(self.heads(canvases), borders)
+        return boxes.cpu().numpy(), scores.cpu().numpy(), labels.cpu().numpy()
+
+
+@dataclass
+class Detections:
+    """Results for a record list, in record order; rows of bad images stay empty (done=False)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    done: np.ndarray
+    bad: list = field(default_factory=list)
+    seconds: float = 0.0
+    wait_seconds: float = 0.0  # time the engine waited for the loader
+    batches: int = 0
+    shapes: dict = field(default_factory=dict)  # canvas (H, W) -> images
+
+    @classmethod
+    def empty(cls, count, topk):
+        return cls(np.zeros((count, topk, 4), np.float32), np.zeros((count, topk), np.float32),
+                   np.zeros((count, topk), np.int64), np.zeros(count, bool))
+
+
+def detect_records(detector, records, batch_size, workers=2, skip_bad_images=False,
+                   progress=True, description='detect'):
+    """Run `detector` over `records` in canvas-shape batches; returns Detections in record order.
+
+    A bad image raises BadImageError (file name + reason) unless `skip_bad_images`, which keeps
+    it as an image without detections and lists it in `Detections.bad`.
+    """
+    pin = detector.backend.device.type == 'cuda'
+    loader = make_loader(records, detector.canvas, batch_size, workers=workers, pin_memory=pin)
+    result = Detections.empty(len(records), detector.spec.topk)
+    bar = tqdm(total=len(records), desc=description, unit='img', disable=not progress,
+               dynamic_ncols=True)
+    start = time.perf_counter()
+    waited_since = start
+    try:
+        for loaded in loader:
+            result.wait_seconds += time.perf_counter() - waited_since
+            for bad in loaded.bad:
+                if not skip_bad_images:
+                    raise BadImageError(bad.path, bad.reason + ' (use --skip_bad_images to count '
+                                        'it as an image without detections and go on)')
+                result.bad.append(bad)
+            for batch in loaded.batches:
+                boxes, scores, labels = detector(batch.canvases, batch.borders)
+                index = np.asarray(batch.indices)
+                result.boxes[index], result.scores[index], result.labels[index] = \
+                    boxes, scores, labels
+                result.done[index] = True
+                shape = tuple(batch.canvases.shape[1:3])
+                result.shapes[shape] = result.shapes.get(shape, 0) + len(index)
+                result.batches += 1
+            bar.update(sum(len(b.indices) for b in loaded.batches) + len(loaded.bad))
+            waited_since = time.perf_counter()
+    finally:
+        bar.close()
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,46 @@
+"""Terminal tables and run records."""
+
+import platform
+import sys
+
+
+def format_table(headers, rows, title=None):
+    """Plain aligned table; numbers are right-aligned."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
+              for i, h in enumerate(headers)]
+    numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(headers))]
+
+    def line(values):
+        return '  '.join(v.rjust(w) if n else v.ljust(w)
+                         for v, w, n in zip(values, widths, numeric)).rstrip()
+
+    out = [title] if title else []
+    out += [line([str(h) for h in headers]), line(['-' * w for w in widths])]
+    out += [line(r) for r in cells]
+    return '\n'.join(out)
+
+
+def _cell(value):
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
+            return f'{value:.3e}'
+        return f'{value:.4f}' if abs(value) < 10 else f'{value:.1f}'
+    return str(value)
+
+
+def environment():
+    """Versions for run records."""
+    import numpy
+    import torch
+    env = dict(python=sys.version.split()[0], platform=platform.platform(),
+               torch=torch.__version__, numpy=numpy.__version__)
+    for module in ('onnx', 'onnxruntime', 'cv2', 'pycocotools', 'tensorrt'):
+        try:
+            env[module] = __import__(module).__version__
+        except (ImportError, AttributeError):
+            pass
+    if torch.cuda.is_available():
+        env['gpu'] = torch.cuda.get_device_name(0)
+        env['cuda'] = torch.version.cuda
+    return env

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Export CenterNet-R18 from an mmdet checkpoint to ONNX (FP32 or mixed-precision FP16).
+
+    python3 export.py --weight centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth \\
+        --cfg centernet_r18_8xb16-crop512-140e_coco.py --output centernet.onnx [--precision fp16]
+
+The graph takes a (B, H, W, 3) uint8 BGR canvas and returns heatmap, wh, offset (README,
+"The ONNX model"). After writing, the ONNX is checked against the PyTorch model with ONNX Runtime
+at two input shapes; the script exits non-zero when a difference is beyond tolerance.
+"""
+
+import argparse
+
+from common import DEFAULT_CONFIG, parse_shape, run_main
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--weight', required=True, help='mmdet checkpoint (.pth)')
+    parser.add_argument('--cfg', default=DEFAULT_CONFIG, help='mmdet config file')
+    parser.add_argument('--output', default='centernet.onnx', help='ONNX file to write')
+    parser.add_argument('--precision', choices=('fp32', 'fp16', 'both'), default='fp32',
+                        help='fp16 writes a mixed-precision graph for strongly typed TensorRT '
+                             'builds; both writes OUTPUT and OUTPUT with a _fp16 suffix')
+    parser.add_argument('--static', type=parse_shape, metavar='BxHxW',
+                        help='fixed input shape instead of dynamic batch/height/width')
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset (default 17)')
+    parser.add_argument('--no-simplify', dest='simplify', action='store_false',
+                        help='skip onnxsim')
+    parser.add_argument('--skip-check', dest='check', action='store_false',
+                        help='skip the ONNX Runtime parity check')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from centernet.export_cli import export
+    return export(args)
+
+
+if __name__ == '__main__':
+    run_main(main)

@@ -1,0 +1,118 @@
+"""Checkpoint loading: every accepted form loads strictly; every bad file gets its own message."""
+
+import hashlib
+import pickle
+
+import pytest
+import torch
+
+from centernet.checkpoint import load_model, read_checkpoint
+from centernet.errors import UserError
+
+
+def _save(path, obj):
+    torch.save(obj, path)
+    return path
+
+
+def _assert_weights_equal(model, weights):
+    state = model.state_dict()
+    assert state.keys() == weights.keys()
+    assert all(torch.equal(state[k], weights[k]) for k in weights)
+
+
+@pytest.mark.parametrize('form', ['mmdet3', 'mmdet2', 'bare', 'module-prefix'])
+def test_accepted_checkpoint_forms_load_strictly(tmp_path, spec, seeded_weights, form):
+    weights = dict(seeded_weights)
+    if form == 'mmdet3':
+        obj = {'meta': {'dataset_meta': {'classes': tuple(f'c{i}' for i in range(80))}},
+               'state_dict': weights}
+    elif form == 'mmdet2':
+        obj = {'meta': {'mmdet_version': '2.14.0', 'CLASSES': tuple(f'c{i}' for i in range(80)),
+                        'epoch': 140, 'iter': 100, 'config': 'model = dict(...)'},
+               'state_dict': weights}
+    elif form == 'bare':
+        obj = weights
+    else:
+        obj = {'state_dict': {'module.' + k: v for k, v in weights.items()}}
+    model, classes = load_model(spec, _save(tmp_path / 'w.pth', obj))
+    _assert_weights_equal(model, weights)
+    if form in ('mmdet3', 'mmdet2'):
+        assert classes[0] == 'c0' and len(classes) == 80
+
+
+def test_wrong_key_names_the_keys(tmp_path, spec, seeded_weights):
+    weights = dict(seeded_weights)
+    weights['neck.deconv_layers.0.conv.bias'] = torch.zeros(256)  # mmdet has no neck biases
+    del weights['bbox_head.wh_head.2.bias']
+    with pytest.raises(UserError) as error:
+        load_model(spec, _save(tmp_path / 'w.pth', {'state_dict': weights}))
+    message = str(error.value)
+    assert 'missing keys: bbox_head.wh_head.2.bias' in message
+    assert 'unexpected keys: neck.deconv_layers.0.conv.bias' in message
+
+
+def test_wrong_shape_is_named(tmp_path, spec, seeded_weights):
+    weights = dict(seeded_weights)
+    weights['bbox_head.heatmap_head.2.weight'] = torch.zeros(20, 64, 1, 1)
+    with pytest.raises(UserError, match=r'wrong shapes: bbox_head.heatmap_head.2.weight '
+                                        r'\(20, 64, 1, 1\) != \(80, 64, 1, 1\)'):
+        load_model(spec, _save(tmp_path / 'w.pth', weights))
+
+
+def test_missing_file(tmp_path, spec):
+    with pytest.raises(UserError, match='not found: download centernet_resnet18'):
+        load_model(spec, tmp_path / 'nope.pth')
+
+
+def test_non_checkpoint_file(tmp_path):
+    path = tmp_path / 'notes.pth'
+    path.write_text('this is not a checkpoint\n')
+    with pytest.raises(UserError, match='not a PyTorch checkpoint'):
+        read_checkpoint(path)
+
+
+def test_checkpoint_of_wrong_content(tmp_path):
+    with pytest.raises(UserError, match='not a checkpoint: it holds a list'):
+        read_checkpoint(_save(tmp_path / 'list.pth', [1, 2, 3]))
+    with pytest.raises(UserError, match=r'not a checkpoint: expected'):
+        read_checkpoint(_save(tmp_path / 'dict.pth', {'state_dict': {'a': 'text'}}))
+
+
+class _Exploit:
+    """A pickle that would run a command when unpickled without weights_only."""
+
+    def __reduce__(self):
+        import os
+        return (os.system, ('echo pwned',))
+
+
+def test_pickle_needing_code_is_refused(tmp_path, seeded_weights):
+    path = _save(tmp_path / 'evil.pth', {'state_dict': dict(seeded_weights), 'meta': _Exploit()})
+    with pytest.raises(UserError, match=r'refused: the file needs arbitrary code to unpickle '
+                                        r'\((posix|os|nt)\.system\)'):
+        read_checkpoint(path)
+    # A plain pickle (not torch's zip format, protocol 4) is refused too, before any code runs.
+    raw = tmp_path / 'raw.pth'
+    with open(raw, 'wb') as f:
+        pickle.dump({'meta': _Exploit()}, f, protocol=4)
+    with pytest.raises(UserError, match='refused: the file needs arbitrary code to unpickle'):
+        read_checkpoint(raw)
+
+
+def test_sha256_prefix_checked(tmp_path, seeded_weights):
+    path = _save(tmp_path / 'tmp.pth', {'state_dict': dict(seeded_weights)})
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    good = path.rename(tmp_path / f'centernet_resnet18-{digest[:8]}.pth')
+    read_checkpoint(good)  # the right prefix passes
+    wrong = '0' * 8 if digest[:8] != '0' * 8 else '1' * 8
+    bad = good.rename(tmp_path / f'centernet_resnet18-{wrong}.pth')
+    with pytest.raises(UserError, match=f'sha256 is {digest[:8]}..., but the file name says '
+                                        f'{wrong}: the download is corrupt'):
+        read_checkpoint(bad)
+
+
+def test_class_count_mismatch(tmp_path, spec, seeded_weights):
+    obj = {'meta': {'CLASSES': ('a', 'b')}, 'state_dict': dict(seeded_weights)}
+    with pytest.raises(UserError, match='the checkpoint has 2 classes, the config 80'):
+        load_model(spec, _save(tmp_path / 'w.pth', obj))
