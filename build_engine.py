@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Build a TensorRT engine (strongly typed, FP16 or FP32) from a CenterNet ONNX made by export.py.
+
+    python3 build_engine.py --model centernet.onnx --engine centernet_fp16.engine --precision fp16
+
+FP16 builds the mixed-precision FP16 ONNX (made next to the FP32 one when given that); there is no
+FP16 builder flag, on TensorRT 10 or 11. Next to the engine goes `<engine>.json`: TensorRT
+version, GPU, precision, profile and ONNX sha256, which --if-stale compares to rebuild only when one
+of them changed, and the model spec the TensorRT backend reads.
+"""
+
+import argparse
+
+from common import run_main
+
+DEFAULT_PROFILE = dict(min_batch=1, opt_batch=32, max_batch=32, min_side=32, opt_side=672,
+                       max_side=672)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', required=True, help='ONNX from export.py (FP32 or FP16)')
+    parser.add_argument('--engine', required=True, help='engine file to write (.engine / .plan)')
+    parser.add_argument('--precision', choices=('fp16', 'fp32'), default='fp16',
+                        help='fp16 builds the mixed-precision FP16 ONNX (made from an FP32 one '
+                             'when needed); fp32 needs the FP32 ONNX (default fp16)')
+    profile = parser.add_argument_group('optimisation profile: the canvas shapes the engine '
+                                        'accepts, (B, H, W, 3); H and W share the side range')
+    for name, default in DEFAULT_PROFILE.items():
+        profile.add_argument(f'--{name}', type=int, default=default,
+                             help=f'default {default}' + (' (multiple of 32)' if 'side' in name
+                                                          else ''))
+    parser.add_argument('--workspace', type=float, default=4.0,
+                        help='TensorRT workspace memory pool limit in GiB (default 4)')
+    parser.add_argument('--timing_cache', metavar='PATH',
+                        help='kernel timing cache, reused across builds and saved back after '
+                             'each (default: tensorrt_timing.cache next to the engine)')
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--force', action='store_true', help='rebuild even if the engine exists')
+    mode.add_argument('--if-stale', '--if_stale', dest='if_stale', action='store_true',
+                      help='build only when the engine is missing or stale (other TensorRT, GPU, '
+                           'precision, profile or ONNX), and say why')
+    mode.add_argument('--check', action='store_true',
+                      help='only say whether the engine is current; exit 0 if so, 1 if stale')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from centernet.engine_build import run_cli
+    return run_cli(args)
+
+
+if __name__ == '__main__':
+    run_main(main)

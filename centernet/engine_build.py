@@ -1,0 +1,482 @@
+"""build_engine.py's work: a CenterNet ONNX -> a strongly typed TensorRT engine + its sidecar JSON.
+
+One build path for TensorRT 10.x and 11.x: a strongly typed network parsed from an ONNX whose
+precision is in the graph itself (the FP32 export, or the mixed-precision FP16 ONNX that
+onnx_export.convert_fp16 writes). TensorRT 11 removed the weak-typing builder flags
+(BuilderFlag.FP16 and friends) and builds every network strongly typed; TensorRT 10 opts in with
+the STRONGLY_TYPED creation flag. BuilderFlag.FP16 is never used, so both versions build the same
+graph with the same precisions.
+
+The sidecar `<engine>.json` records what the engine was built from and for: TensorRT version, GPU,
+compute capability, precision, optimisation profile, ONNX sha256, and the model spec and classes.
+`engine_is_current` compares it with the installed TensorRT, the GPU and the request, so that the
+shell scripts rebuild only when something changed; the TensorRT backend reads the spec from it, so
+it needs no ONNX at run time.
+"""
+
+import dataclasses
+import datetime
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import onnx_export as ox
+from .checkpoint import sha256_of
+from .errors import UserError
+from .fileio import atomic_path, write_json
+
+PRECISIONS = ('fp16', 'fp32')
+PRECISION_KEY = 'centernet.precision'
+SIDECAR_FORMAT = 'centernet-tensorrt-sidecar/1'
+SIDE_MULTIPLE = 32  # the ONNX contract: canvas H and W are multiples of 32
+GIB = 2 ** 30
+
+ALTERNATIVES = ('or run without TensorRT: the ONNX Runtime backend (inference.py --engine '
+                'model.onnx) or the torch backend (inference.py --backend torch --weight '
+                'CHECKPOINT.pth --cfg CONFIG.py)')
+
+
+# --- TensorRT 10.x / 11.x: imports and the names that differ, all in this one place ------------
+
+MIN_TENSORRT_MAJOR = 10  # the name-based I/O API (set_tensor_address, execute_async_v3)
+
+# TensorRT DataType name -> torch dtype name, for the engine's I/O tensors.
+TORCH_DTYPE_NAMES = {'FLOAT': 'float32', 'HALF': 'float16', 'BF16': 'bfloat16', 'INT8': 'int8',
+                     'UINT8': 'uint8', 'INT32': 'int32', 'INT64': 'int64', 'BOOL': 'bool'}
+
+
+def import_tensorrt():
+    """The `tensorrt` module, 10.x or later; UserError naming the alternatives otherwise."""
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as exc:  # OSError: the wheel is there but libnvinfer is not
+        raise UserError(f'TensorRT is not usable here ({type(exc).__name__}: '
+                        f'{str(exc).splitlines()[0] if str(exc) else "import tensorrt failed"}): '
+                        f'install TensorRT 10 or 11 (pip install tensorrt), '
+                        f'{ALTERNATIVES}') from None
+    if tensorrt_major(trt) < MIN_TENSORRT_MAJOR:
+        raise UserError(f'TensorRT {trt.__version__} is too old: this kit needs TensorRT 10 or 11 '
+                        f'(pip install -U tensorrt), {ALTERNATIVES}')
+    return trt
+
+
+def tensorrt_major(trt):
+    try:
+        return int(str(trt.__version__).split('.')[0])
+    except ValueError:
+        return 0
+
+
+def strongly_typed_network_flags(trt):
+    """The create_network() flags for a strongly typed network, on TensorRT 10.x and 11.x.
+
+    10.x: STRONGLY_TYPED opts in (EXPLICIT_BATCH, bit 0, is deprecated and ignored: every network
+    is explicit batch). 11.x: every network is strongly typed; EXPLICIT_BATCH is gone and
+    STRONGLY_TYPED is kept, deprecated and ignored, at another bit. So the bit is read from the
+    enum, never hard-coded; a later release without the flag gets 0, which there means the same.
+    """
+    flag = getattr(trt.NetworkDefinitionCreationFlag, 'STRONGLY_TYPED', None)
+    if flag is None:
+        if tensorrt_major(trt) < 11:
+            raise UserError(f'TensorRT {trt.__version__} has no strongly typed networks: '
+                            'install TensorRT 10 or 11')
+        return 0
+    return 1 << int(flag)
+
+
+def torch_dtype_for(trt_dtype):
+    """torch dtype for a TensorRT DataType, matched by name (enum values are no contract)."""
+    import torch
+    name = getattr(trt_dtype, 'name', str(trt_dtype).split('.')[-1])
+    if name not in TORCH_DTYPE_NAMES:
+        raise UserError(f'the engine uses TensorRT data type {name}, which this kit does not '
+                        'handle: rebuild it from this kit\'s ONNX with build_engine.py')
+    return getattr(torch, TORCH_DTYPE_NAMES[name])
+
+
+# --- the GPU ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    compute_capability: str  # 'major.minor': TensorRT engines are specific to it
+
+
+def current_gpu():
+    """The CUDA GPU torch uses now; UserError naming the alternatives when there is none."""
+    import torch
+    if not torch.cuda.is_available():
+        raise UserError(f'no CUDA GPU is visible (torch.cuda.is_available() is False) and '
+                        f'TensorRT needs one: check the driver and CUDA_VISIBLE_DEVICES, '
+                        f'{ALTERNATIVES}')
+    index = torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(index)
+    return GpuInfo(torch.cuda.get_device_name(index), f'{major}.{minor}')
+
+
+# --- the optimisation profile -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Profile:
+    """The canvas shapes the engine accepts: batch and side (H and W alike) ranges, with the
+    shape TensorRT tunes its kernels for (opt)."""
+
+    min_batch: int = 1
+    opt_batch: int = 32
+    max_batch: int = 32
+    min_side: int = 32
+    opt_side: int = 672
+    max_side: int = 672
+
+    def validate(self):
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise UserError(f'batch profile {self.min_batch}/{self.opt_batch}/{self.max_batch} '
+                            'must satisfy 1 <= --min_batch <= --opt_batch <= --max_batch')
+        if not SIDE_MULTIPLE <= self.min_side <= self.opt_side <= self.max_side:
+            raise UserError(f'side profile {self.min_side}/{self.opt_side}/{self.max_side} must '
+                            f'satisfy {SIDE_MULTIPLE} <= --min_side <= --opt_side <= --max_side')
+        odd = [s for s in (self.min_side, self.opt_side, self.max_side) if s % SIDE_MULTIPLE]
+        if odd:
+            raise UserError(f'--min_side/--opt_side/--max_side must be multiples of '
+                            f'{SIDE_MULTIPLE} (canvas sides are); got {odd[0]}')
+        return self
+
+    def canvas_shapes(self):
+        """(min, opt, max) shapes of the `canvas` input, (B, H, W, 3) as the ONNX declares it."""
+        return tuple((batch, side, side, 3) for batch, side in (
+            (self.min_batch, self.min_side), (self.opt_batch, self.opt_side),
+            (self.max_batch, self.max_side)))
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields):
+        return cls(**{f.name: int(fields[f.name]) for f in dataclasses.fields(cls)})
+
+    def describe(self):
+        return (f'batch {self.min_batch}..{self.max_batch} (opt {self.opt_batch}), '
+                f'sides {self.min_side}..{self.max_side} (opt {self.opt_side})')
+
+
+# --- the ONNX to build from ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OnnxSource:
+    """The ONNX the user named, and the one TensorRT parses (its FP16 form when converted)."""
+
+    given: Path
+    given_sha256: str
+    parsed: Path
+    precision: str
+    spec: object
+    classes: tuple
+    metadata: dict
+
+
+def fp16_sibling(path):
+    """Where the on-the-fly FP16 ONNX goes: export.py --precision both's name for it."""
+    path = Path(path)
+    return path.with_name(path.stem + '_fp16' + path.suffix)
+
+
+def prepare_onnx(onnx_path, precision, log=print):
+    """Check the ONNX is ours and of the requested precision; make the FP16 form when asked for
+    fp16 and given the FP32 export."""
+    if precision not in PRECISIONS:
+        raise UserError(f'precision {precision!r} is not supported; choose one of {PRECISIONS}')
+    onnx_path = Path(onnx_path)
+    spec, classes, meta = ox.read_metadata(onnx_path)
+    onnx_precision = meta.get(PRECISION_KEY, 'fp32')
+    if onnx_precision not in PRECISIONS:
+        raise UserError(f'{onnx_path} says {PRECISION_KEY}={onnx_precision!r}; expected fp32 or '
+                        'fp16: export it again with export.py')
+    parsed = onnx_path
+    if precision != onnx_precision:
+        if precision == 'fp32':
+            raise UserError(f'{onnx_path} is the FP16 ONNX, and an fp32 engine needs the FP32 one: '
+                            'pass the FP32 export (export.py --precision fp32) or --precision fp16')
+        parsed = fp16_sibling(onnx_path)
+        log(f'{onnx_path} is the FP32 ONNX: writing its mixed-precision FP16 form to {parsed} '
+            '(onnx_export.convert_fp16) and building from that')
+        ox.convert_fp16(onnx_path, parsed, log=log)
+        spec, classes, meta = ox.read_metadata(parsed)
+    return OnnxSource(onnx_path, sha256_of(onnx_path), parsed, precision, spec, tuple(classes),
+                      dict(meta))
+
+
+# --- the build ----------------------------------------------------------------------------------
+
+class TimingCacheFile:
+    """TensorRT's kernel timings, kept on disk so that the next build skips most of the timing.
+
+    The cache is only valid for one TensorRT version and GPU; TensorRT refuses a foreign one
+    (set_timing_cache(..., ignore_mismatch=False) returns False) and the build starts a fresh one.
+    """
+
+    def __init__(self, path, log=print):
+        self.path = Path(path)
+        self.log = log
+
+    def attach(self, config):
+        """Load the file (if any) into a timing cache, attach it to `config`, return the cache."""
+        blob = self.path.read_bytes() if self.path.is_file() else b''
+        cache = self._create(config, blob)
+        if cache is not None and config.set_timing_cache(cache, False):
+            if blob:
+                self.log(f'timing cache: reusing {self.path}')
+            return cache
+        self.log(f'timing cache: {self.path} is from another TensorRT version or GPU; '
+                 'starting a fresh one')
+        cache = self._create(config, b'')
+        config.set_timing_cache(cache, False)
+        return cache
+
+    def _create(self, config, blob):
+        try:
+            return config.create_timing_cache(blob)
+        except (RuntimeError, TypeError, ValueError):  # a corrupt file: treat as foreign
+            return None
+
+    def save(self, cache):
+        """Write the cache back, with the timings this build added (atomically)."""
+        with atomic_path(self.path) as tmp:
+            with open(tmp, 'wb') as f:
+                f.write(cache.serialize())
+
+
+def describe_parser_error(error):
+    """One line per ONNX parser error: where (node name and operator when TensorRT says), what."""
+    node_name = _optional_call(error, 'node_name')
+    operator = _optional_call(error, 'node_operator')
+    node_index = _optional_call(error, 'node')
+    if node_name:
+        where = f'node {node_name}' + (f' ({operator})' if operator else '')
+    elif isinstance(node_index, int) and node_index >= 0:
+        where = f'node #{node_index}'
+    else:
+        where = 'graph'
+    code = error.code()
+    description = ' '.join(str(error.desc()).split())  # one line, whatever TensorRT wrote
+    return f'{where}: {getattr(code, "name", code)}: {description}'
+
+
+def _optional_call(obj, name):
+    method = getattr(obj, name, None)
+    return method() if callable(method) else None
+
+
+class EngineBuilder:
+    """Parses one ONNX into a strongly typed TensorRT network and returns the serialized engine."""
+
+    def __init__(self, trt, workspace_bytes, log=print):
+        self.trt = trt
+        self.workspace_bytes = int(workspace_bytes)
+        self.log = log
+        self.logger = trt.Logger(trt.Logger.WARNING)
+
+    def build(self, onnx_path, profile, timing_cache):
+        trt = self.trt
+        builder = trt.Builder(self.logger)
+        network = builder.create_network(strongly_typed_network_flags(trt))
+        parser = trt.OnnxParser(network, self.logger)
+        # parse_from_file, not parse(bytes): it also finds weights stored beside the ONNX.
+        if not parser.parse_from_file(str(onnx_path)):
+            self._raise_parse_errors(parser, onnx_path)
+
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_bytes)
+        optimization_profile = builder.create_optimization_profile()
+        optimization_profile.set_shape(ox.INPUT_NAME, *profile.canvas_shapes())
+        config.add_optimization_profile(optimization_profile)
+        cache = timing_cache.attach(config)
+
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise UserError(f'TensorRT could not build an engine from {onnx_path} (its log above '
+                            'says why): a larger --workspace or a smaller --max_batch/--max_side '
+                            'often helps')
+        timing_cache.save(cache)
+        return serialized
+
+    def _raise_parse_errors(self, parser, onnx_path):
+        errors = [describe_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
+        for line in errors:
+            print(f'TensorRT ONNX parser: {line}', file=sys.stderr)
+        first = errors[0] if errors else 'no details (see the TensorRT log above)'
+        raise UserError(f'TensorRT could not parse {onnx_path}: {len(errors)} error(s), the first: '
+                        f'{first}. Export it again with export.py, or use a newer TensorRT')
+
+
+def sidecar_path(engine_path):
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + '.json')
+
+
+def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), workspace_gib=4.0,
+                 timing_cache_path=None, log=print):
+    """Build `engine_path` (and its sidecar) from `onnx_path`; return the sidecar record."""
+    trt = import_tensorrt()
+    gpu = current_gpu()
+    profile.validate()
+    if workspace_gib <= 0:
+        raise UserError(f'--workspace {workspace_gib} must be a positive number of GiB')
+    engine_path = Path(engine_path)
+    if not engine_path.parent.is_dir():  # fail now, not after minutes of building
+        raise UserError(f'output folder {engine_path.parent} does not exist: create it or choose '
+                        'another --engine path')
+    source = prepare_onnx(onnx_path, precision, log)
+    cache_path = Path(timing_cache_path) if timing_cache_path else default_timing_cache(engine_path)
+
+    log(f'building {engine_path} from {source.parsed}: {precision}, strongly typed, '
+        f'{profile.describe()}, workspace {workspace_gib:g} GiB, TensorRT {trt.__version__} on '
+        f'{gpu.name} (sm {gpu.compute_capability}); this takes minutes')
+    start = time.perf_counter()
+    serialized = EngineBuilder(trt, workspace_gib * GIB, log).build(
+        source.parsed, profile, TimingCacheFile(cache_path, log))
+    seconds = time.perf_counter() - start
+
+    # An old sidecar must never describe the new engine: drop it before the engine is replaced.
+    sidecar = sidecar_path(engine_path)
+    sidecar.unlink(missing_ok=True)
+    with atomic_path(engine_path) as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(serialized)
+    record = dict(
+        format=SIDECAR_FORMAT,
+        engine=engine_path.name,
+        engine_sha256=sha256_of(engine_path),
+        tensorrt=str(trt.__version__),
+        gpu=gpu.name,
+        compute_capability=gpu.compute_capability,
+        precision=precision,
+        strongly_typed=True,
+        profile=profile.to_dict(),
+        canvas_shapes=dict(zip(('min', 'opt', 'max'), profile.canvas_shapes())),
+        workspace_gib=workspace_gib,
+        onnx=str(source.given),
+        onnx_sha256=source.given_sha256,
+        parsed_onnx=str(source.parsed),
+        parsed_onnx_sha256=sha256_of(source.parsed),
+        spec=dataclasses.asdict(source.spec),
+        classes=list(source.classes),
+        onnx_metadata=source.metadata,
+        timing_cache=str(cache_path),
+        build_seconds=round(seconds, 1),
+        built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+    )
+    write_json(sidecar, record, indent=1)
+    log(f'wrote {engine_path} ({engine_path.stat().st_size / 2**20:.1f} MiB) in {seconds:.0f} s, '
+        f'and {sidecar}')
+    return record
+
+
+def default_timing_cache(engine_path):
+    """Next to the engine, shared by the engines built there (the cache is per version + GPU)."""
+    return Path(engine_path).with_name('tensorrt_timing.cache')
+
+
+# --- the sidecar and staleness ------------------------------------------------------------------
+
+def read_sidecar(engine_path):
+    """The sidecar record of `engine_path`; UserError when it is missing or not ours."""
+    path = sidecar_path(engine_path)
+    rebuild = (f'rebuild the engine with python3 build_engine.py --model MODEL.onnx --engine '
+               f'{engine_path} --force')
+    if not path.is_file():
+        raise UserError(f'{path} not found: the TensorRT backend needs the sidecar JSON that '
+                        f'build_engine.py writes next to the engine; {rebuild}')
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f'{path} is not readable JSON ({type(exc).__name__}): {rebuild}') from None
+    found = record.get('format') if isinstance(record, dict) else None
+    if found != SIDECAR_FORMAT:
+        raise UserError(f'{path} is not a sidecar from this kit (format {found!r}): {rebuild}')
+    return record
+
+
+def spec_from_record(record):
+    """The CenterNetSpec stored in a sidecar (JSON lists back to the tuples the spec uses)."""
+    from .config import CenterNetSpec
+    fields = record['spec']
+    return CenterNetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def _short(digest):
+    return digest[:12] if isinstance(digest, str) else digest
+
+
+def staleness_reasons(record, installed_version, gpu, precision, profile, onnx_sha256,
+                      engine_sha256):
+    """What differs between the sidecar and what a build now would produce; [] when nothing."""
+    try:
+        built_profile = Profile.from_dict(record['profile']).describe()
+    except (KeyError, TypeError, ValueError):
+        built_profile = None
+    checks = (
+        ('TensorRT version', record.get('tensorrt'), str(installed_version)),
+        ('GPU', record.get('gpu'), gpu.name),
+        ('compute capability', record.get('compute_capability'), gpu.compute_capability),
+        ('precision', record.get('precision'), precision),
+        ('profile', built_profile, profile.describe()),
+        ('ONNX sha256', _short(record.get('onnx_sha256')), _short(onnx_sha256)),
+        ('engine sha256 (the engine file changed after the build)',
+         _short(record.get('engine_sha256')), _short(engine_sha256)),
+    )
+    return [f'{label}: built with {built}, now {now}' for label, built, now in checks
+            if built != now]
+
+
+def engine_is_current(engine_path, onnx_path, precision, profile):
+    """(True, why) when `engine_path` was built by the installed TensorRT, for this GPU, with this
+    precision and profile, from this ONNX; else (False, the reasons). UserError when TensorRT or a
+    GPU is missing or the ONNX does not exist (no build could happen)."""
+    engine_path = Path(engine_path)
+    trt = import_tensorrt()
+    gpu = current_gpu()
+    if not Path(onnx_path).is_file():
+        raise UserError(f'{onnx_path} not found: make it with export.py (see README)')
+    if not engine_path.is_file():
+        return False, f'{engine_path} does not exist'
+    try:
+        record = read_sidecar(engine_path)
+    except UserError:
+        return False, f'its sidecar {sidecar_path(engine_path)} is missing or not ours'
+    reasons = staleness_reasons(record, trt.__version__, gpu, precision, profile,
+                                sha256_of(onnx_path), sha256_of(engine_path))
+    if reasons:
+        return False, '; '.join(reasons)
+    return True, (f'built by TensorRT {record["tensorrt"]} for {record["gpu"]} (sm '
+                  f'{record["compute_capability"]}), {precision}, {profile.describe()}, from '
+                  f'{Path(onnx_path).name} sha256 {_short(record["onnx_sha256"])}')
+
+
+# --- build_engine.py ----------------------------------------------------------------------------
+
+def profile_from_args(args):
+    return Profile(args.min_batch, args.opt_batch, args.max_batch,
+                   args.min_side, args.opt_side, args.max_side).validate()
+
+
+def run_cli(args, log=print):
+    """build_engine.py: build, build only when stale (--if-stale), or only report (--check)."""
+    profile = profile_from_args(args)
+    engine = Path(args.engine)
+    if args.check or args.if_stale:
+        current, reason = engine_is_current(engine, args.model, args.precision, profile)
+        if args.check:
+            log(f'{engine}: {"current" if current else "stale"}: {reason}')
+            return 0 if current else 1
+        if current:
+            log(f'{engine} is current ({reason}): nothing to build')
+            return 0
+        log(f'{engine} is stale ({reason}): rebuilding')
+    elif engine.exists() and not args.force:
+        raise UserError(f'{engine} exists: pass --if-stale to rebuild it only when it is out of '
+                        'date, or --force to rebuild it anyway')
+    build_engine(args.model, engine, args.precision, profile, args.workspace, args.timing_cache,
+                 log=log)
+    return 0

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# FPS of CenterNet-R18's TensorRT FP16 engine at batch 32: three labelled tiers (README,
+# "Performance"). The third tier (real files) runs when DATASETS_DIR is set.
+source "$(dirname "$0")/_common.sh"
+prepare_backend "$(pick_backend)"
+DATA_ARGS=()
+if [ -n "${DATASETS_DIR:-}" ]; then DATA_ARGS=(--datasets "$DATASETS_DIR" --limit "${PERF_IMAGES:-1000}"); fi
+exec "$PYTHON" inference.py "${MODEL_ARGS[@]}" --batchsize "${BATCHSIZE:-32}" --perf_only \
+  --warmup "${WARMUP:-20}" --iterations "${ITERATIONS:-200}" "${DATA_ARGS[@]}" "$@"

@@ -1,0 +1,95 @@
+"""export.py: ONNX files that compute what the native model computes, at any batch and size."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from centernet import onnx_export as ox
+from centernet.export_cli import TOLERANCE
+
+
+def test_fp32_graph_contract(onnx_paths, spec):
+    model = onnx.load(str(onnx_paths['fp32']))
+    onnx.checker.check_model(model, full_check=True)
+    (graph_input,) = model.graph.input
+    assert graph_input.name == 'canvas'
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    assert dims == ['batch', 'height', 'width', 3]
+    assert [o.name for o in model.graph.output] == ['heatmap', 'wh', 'offset']
+    assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in model.graph.output)
+    read_spec, classes, meta = ox.read_metadata(onnx_paths['fp32'])
+    assert read_spec == spec and len(classes) == 80 and classes[0] == 'person'
+    assert meta['output_stride'] == '4' and json.loads(meta['mean']) == list(spec.mean)
+    assert not any(n.op_type == 'BatchNormalization' for n in model.graph.node)  # folded
+
+
+@pytest.mark.parametrize('shape', [(1, 480, 640), (3, 352, 416), (2, 32, 64)])
+def test_fp32_round_trip_any_batch_and_size(onnx_paths, model, shape):
+    canvases = ox.random_canvases(*shape, seed=sum(shape))
+    reference = ox.run_torch(model, canvases)
+    got = ox.run_onnxruntime(onnx_paths['fp32'], canvases)
+    for (diff, scale), out, ref in zip(ox.compare_outputs(reference, got).values(), got, reference):
+        assert out.shape == ref.shape
+        assert diff <= TOLERANCE['fp32'] * max(1.0, scale)
+
+
+def test_fp16_graph_is_mixed_precision_and_close(onnx_paths, model):
+    fp16 = onnx.load(str(onnx_paths['fp16']))
+    weights = [t for t in fp16.graph.initializer if t.dims and len(t.dims) == 4]
+    assert sum(t.data_type == onnx.TensorProto.FLOAT16 for t in weights) >= 25
+    assert [o.type.tensor_type.elem_type for o in fp16.graph.output] == [onnx.TensorProto.FLOAT] * 3
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    meta = {p.key: p.value for p in fp16.metadata_props}
+    assert meta['centernet.precision'] == 'fp16'
+    kept = json.loads(meta['centernet.fp32_nodes'])
+    assert any('Sigmoid' in name for name in kept) and any('Div' in name for name in kept)
+    # mean/std stay exact FP32 (a Constant through FP16 would turn 123.675 into 123.6875)
+    mean = [t for t in fp16.graph.initializer if t.data_type == onnx.TensorProto.FLOAT
+            and t.dims == [1, 3, 1, 1]]
+    values = sorted(float(v) for t in mean for v in onnx.numpy_helper.to_array(t).ravel())
+    assert 123.675 == pytest.approx(values[-1], abs=1e-5)
+    canvases = ox.random_canvases(2, 384, 512, seed=3)
+    reference = ox.run_torch(model, canvases)
+    for diff, scale in ox.compare_outputs(reference,
+                                          ox.run_onnxruntime(onnx_paths['fp16'], canvases)).values():
+        assert diff <= TOLERANCE['fp16'] * max(1.0, scale)
+
+
+def test_export_report_written(onnx_paths):
+    report = json.loads(onnx_paths['fp32'].with_suffix('.export.json').read_text())
+    assert set(report['outputs']) == {'fp32', 'fp16'}
+    assert all(row['ok'] == 'yes' for entry in report['outputs'].values()
+               for row in entry['parity'])
+
+
+def test_static_export(tmp_path, checkpoint_path, model):
+    import export
+    from common import run_main
+    out = tmp_path / 'static.onnx'
+    with pytest.raises(SystemExit) as code:
+        run_main(export.main, ['--weight', str(checkpoint_path), '--output', str(out),
+                               '--static', '2x256x320', '--no-simplify'])
+    assert code.value.code == 0
+    dims = [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [2, 256, 320, 3]
+    canvases = ox.random_canvases(2, 256, 320)
+    diffs = ox.compare_outputs(ox.run_torch(model, canvases), ox.run_onnxruntime(out, canvases))
+    assert all(d <= TOLERANCE['fp32'] * max(1.0, s) for d, s in diffs.values())
+
+
+def test_parity_failure_exits_nonzero(tmp_path, checkpoint_path, monkeypatch, capsys):
+    """If ONNX Runtime disagreed with PyTorch, export.py must say so and exit 1."""
+    import export
+    from common import run_main
+    from centernet import export_cli
+    real = ox.run_onnxruntime
+    monkeypatch.setattr(export_cli.ox, 'run_onnxruntime',
+                        lambda path, c: [o + np.float32(0.01) for o in real(path, c)])
+    with pytest.raises(SystemExit) as code:
+        run_main(export.main, ['--weight', str(checkpoint_path), '--output',
+                               str(tmp_path / 'x.onnx'), '--no-simplify'])
+    assert code.value.code == 1
+    assert 'disagree beyond tolerance' in capsys.readouterr().out

@@ -1,0 +1,515 @@
+"""Contract tests for the TensorRT layer: centernet.engine_build, build_engine.py, TrtBackend.
+
+CONTRACT TESTS, NOT PROOF THAT TENSORRT WORKS. They run on CPU against tests/fake_tensorrt.py, a
+stand-in `tensorrt` module that records calls, with torch.cuda's GPU queries monkeypatched and a CPU
+stand-in for the backend's CUDA side. They check that our code asks TensorRT 10.x / 11.x for the
+right things through the documented Python API (strongly typed networks, never BuilderFlag.FP16,
+the optimisation profile, memory pool, timing cache, parser errors, set_input_shape /
+set_tensor_address / execute_async_v3) and that every failure is a one-line UserError. Whether
+TensorRT builds this model and matches ONNX Runtime needs a GPU with TensorRT installed.
+"""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from centernet import engine_build as eb
+from centernet import onnx_export as ox
+from centernet.backends.tensorrt_backend import TrtBackend
+from centernet.config import load_spec
+from centernet.errors import UserError
+from centernet.model import build_model
+from centernet.synthetic import seeded_state_dict
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fake_tensorrt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / 'centernet_r18_8xb16-crop512-140e_coco.py'
+TRT10, TRT11 = '10.8.0.43', '11.0.0.12'
+PROFILE = eb.Profile()  # batch 1..32 (opt 32), sides 32..672 (opt 672)
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def onnx_files(tmp_path_factory):
+    """A real FP32 ONNX of the model and its FP16 form, once per module.
+
+    Seeded weights, not build_model's default init: with default BatchNorm every folded conv bias
+    is zero, the exporter shares one zero initializer between FP16 convs and the FP32 head convs,
+    and convert_fp16 then fails ("B has inconsistent type"); trained weights do not do that.
+    """
+    folder = tmp_path_factory.mktemp('trt_onnx')
+    model = build_model(load_spec(CONFIG))
+    model.load_state_dict(seeded_state_dict(model, seed=0), strict=True)
+    fp32 = ox.export_fp32(model, folder / 'centernet.onnx', simplify=False,
+                          classes=[f'class{i}' for i in range(80)], log=lambda *a: None)
+    fp16 = ox.convert_fp16(fp32, folder / 'centernet_fp16.onnx', log=lambda *a: None)
+    return {'fp32': Path(fp32), 'fp16': Path(fp16)}
+
+
+@pytest.fixture
+def install_trt(monkeypatch):
+    """install_trt(version) puts a fresh fake `tensorrt` into sys.modules and returns it."""
+    def install(version=TRT10):
+        module = fake_tensorrt.make_fake_tensorrt(version)
+        monkeypatch.setitem(sys.modules, 'tensorrt', module)
+        return module
+    return install
+
+
+@pytest.fixture
+def trt(install_trt):
+    return install_trt(TRT10)
+
+
+class FakeGpu:
+    """The answers torch.cuda gives about the GPU; tests change them to move to another card."""
+
+    def __init__(self):
+        self.name = 'NVIDIA Fake H100'
+        self.capability = (9, 0)
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    state = FakeGpu()
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda index=None: state.name)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda index=None: state.capability)
+    return state
+
+
+class CpuStandIn:
+    """CudaStreamDevice's methods on the CPU: what the tests inject instead of a CUDA stream."""
+
+    device = torch.device('cpu')
+    stream_handle = 0x5EED
+
+    def __init__(self):
+        self.allocations = []
+
+    def upload(self, cpu_tensor):
+        return cpu_tensor.clone()
+
+    def empty(self, numel, dtype):
+        self.allocations.append((numel, dtype))
+        return torch.empty(numel, dtype=dtype)
+
+    def hold(self, tensor):
+        pass
+
+    def enqueue(self, launch):
+        return launch(self.stream_handle)
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def build(onnx, engine, precision='fp16', profile=PROFILE, **kwargs):
+    return eb.build_engine(onnx, engine, precision, profile, log=quiet, **kwargs)
+
+
+def copy_onnx(src, folder):
+    dst = Path(folder) / src.name
+    shutil.copyfile(src, dst)
+    return dst
+
+
+# --- build: network, profile, memory pool -------------------------------------------------------
+
+@pytest.mark.parametrize('version, strongly_typed_bit', [(TRT10, 1), (TRT11, 0)])
+def test_build_is_strongly_typed_and_never_sets_fp16(install_trt, gpu, onnx_files, tmp_path,
+                                                     version, strongly_typed_bit):
+    """Contract: create_network gets the STRONGLY_TYPED bit read from the enum (1 on 10.x, where
+    bit 0 is the ignored EXPLICIT_BATCH; 0 on 11.x, where EXPLICIT_BATCH is gone), and no builder
+    flag, BuilderFlag.FP16 in particular, is ever set: precision comes from the FP16 ONNX."""
+    trt = install_trt(version)
+    build(onnx_files['fp16'], tmp_path / 'm.engine')
+    assert trt.calls.network_flags == [1 << strongly_typed_bit]
+    assert trt.calls.builder_flags_set == []
+    assert trt.calls.parsed == [str(onnx_files['fp16'])]
+    built = fake_tensorrt.read_engine(tmp_path / 'm.engine')
+    assert built['network_flags'] == 1 << strongly_typed_bit
+
+
+def test_profile_and_memory_pool(trt, gpu, onnx_files, tmp_path):
+    """Contract: one optimisation profile on `canvas`, as (B, H, W, 3) min/opt/max, and the
+    workspace memory pool limit in bytes."""
+    profile = eb.Profile(min_batch=2, opt_batch=8, max_batch=16, min_side=64, opt_side=512,
+                         max_side=640)
+    build(onnx_files['fp16'], tmp_path / 'm.engine', profile=profile, workspace_gib=2.5)
+    assert trt.calls.profile_shapes == [
+        ('canvas', (2, 64, 64, 3), (8, 512, 512, 3), (16, 640, 640, 3))]
+    assert trt.calls.memory_pool_limits == [('WORKSPACE', int(2.5 * 2**30))]
+
+
+def test_default_profile_is_batch_1_to_32_sides_32_to_672(trt, gpu, onnx_files, tmp_path):
+    """Contract: the default profile the brief asks for."""
+    build(onnx_files['fp16'], tmp_path / 'm.engine')
+    assert trt.calls.profile_shapes == [
+        ('canvas', (1, 32, 32, 3), (32, 672, 672, 3), (32, 672, 672, 3))]
+
+
+@pytest.mark.parametrize('profile, words', [
+    (eb.Profile(min_batch=4, opt_batch=2), '--min_batch'),
+    (eb.Profile(min_side=48), 'multiples of 32'),
+    (eb.Profile(max_side=640, opt_side=672), '--max_side'),
+])
+def test_bad_profile_is_a_user_error(trt, gpu, onnx_files, tmp_path, profile, words):
+    with pytest.raises(UserError, match=words):
+        build(onnx_files['fp16'], tmp_path / 'm.engine', profile=profile)
+    assert trt.calls.builds == 0
+
+
+# --- build: precision ---------------------------------------------------------------------------
+
+def test_fp16_from_fp32_onnx_converts_next_to_it_and_says_so(trt, gpu, onnx_files, tmp_path):
+    """Contract: fp16 asked, FP32 ONNX given -> the FP16 ONNX is written beside it (convert_fp16)
+    and parsed; the sidecar keeps the sha256 of the ONNX the user named."""
+    fp32 = copy_onnx(onnx_files['fp32'], tmp_path)
+    said = []
+    record = eb.build_engine(fp32, tmp_path / 'm.engine', 'fp16', PROFILE, log=said.append)
+    made = tmp_path / 'centernet_fp16.onnx'
+    assert made.is_file()
+    assert ox.read_metadata(made)[2]['centernet.precision'] == 'fp16'
+    assert trt.calls.parsed == [str(made)]
+    assert any('FP32 ONNX' in line and str(made) in line for line in said)
+    assert record['precision'] == 'fp16'
+    assert record['onnx_sha256'] == eb.sha256_of(fp32)
+    assert record['parsed_onnx'] == str(made)
+    assert trt.calls.builder_flags_set == []
+
+
+def test_fp32_build_parses_the_fp32_onnx_strongly_typed(trt, gpu, onnx_files, tmp_path):
+    record = build(onnx_files['fp32'], tmp_path / 'm.engine', precision='fp32')
+    assert trt.calls.parsed == [str(onnx_files['fp32'])]
+    assert trt.calls.network_flags == [1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)]
+    assert record['precision'] == 'fp32'
+    io = {t['name']: t['dtype'] for t in fake_tensorrt.read_engine(tmp_path / 'm.engine')['io']}
+    assert io == {'canvas': 'UINT8', 'heatmap': 'FLOAT', 'wh': 'FLOAT', 'offset': 'FLOAT'}
+
+
+def test_fp32_asked_with_fp16_onnx_is_a_user_error(trt, gpu, onnx_files, tmp_path):
+    with pytest.raises(UserError, match='FP16 ONNX.*--precision fp16'):
+        build(onnx_files['fp16'], tmp_path / 'm.engine', precision='fp32')
+    assert not (tmp_path / 'm.engine').exists()
+
+
+# --- build: sidecar, timing cache, failures -----------------------------------------------------
+
+def test_sidecar_records_what_the_engine_was_built_from_and_for(trt, gpu, onnx_files, tmp_path):
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine, workspace_gib=3)
+    record = json.loads((tmp_path / 'm.engine.json').read_text())
+    assert record['format'] == eb.SIDECAR_FORMAT
+    assert record['tensorrt'] == TRT10
+    assert (record['gpu'], record['compute_capability']) == ('NVIDIA Fake H100', '9.0')
+    assert record['precision'] == 'fp16' and record['strongly_typed'] is True
+    assert record['profile'] == PROFILE.to_dict()
+    assert record['canvas_shapes']['max'] == [32, 672, 672, 3]
+    assert record['onnx_sha256'] == eb.sha256_of(onnx_files['fp16'])
+    assert record['engine_sha256'] == eb.sha256_of(engine)
+    spec, classes, meta = ox.read_metadata(onnx_files['fp16'])
+    assert eb.spec_from_record(record) == spec
+    assert tuple(record['classes']) == classes
+    assert record['onnx_metadata'] == meta
+
+
+def test_timing_cache_is_reused_and_saved_back(trt, gpu, onnx_files, tmp_path):
+    """Contract: first build starts an empty cache and writes it next to the engine; the second
+    build hands those bytes to create_timing_cache and saves the grown cache back."""
+    cache_file = tmp_path / 'tensorrt_timing.cache'
+    build(onnx_files['fp16'], tmp_path / 'a.engine')
+    first = cache_file.read_bytes()
+    build(onnx_files['fp16'], tmp_path / 'b.engine', precision='fp16')
+    assert trt.calls.timing_cache_blobs == [b'', first]
+    assert trt.calls.timing_cache_attached == [(True, False), (True, False)]
+    assert json.loads(cache_file.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])['entries'] == 20
+
+
+def test_timing_cache_from_another_tensorrt_starts_fresh(install_trt, gpu, onnx_files, tmp_path):
+    cache_file = tmp_path / 'my.cache'
+    install_trt(TRT10)
+    build(onnx_files['fp16'], tmp_path / 'a.engine', timing_cache_path=cache_file)
+    trt11 = install_trt(TRT11)
+    build(onnx_files['fp16'], tmp_path / 'b.engine', timing_cache_path=cache_file)
+    assert trt11.calls.timing_cache_attached == [(False, False), (True, False)]
+    assert json.loads(cache_file.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])['version'] == TRT11
+
+
+def test_parser_errors_are_all_printed_and_raised(trt, gpu, onnx_files, tmp_path, capsys):
+    trt.parser_errors = [
+        fake_tensorrt.FakeParserError('UNSUPPORTED_NODE', 'no importer for op Foo', 3,
+                                      '/head/Foo', 'Foo'),
+        fake_tensorrt.FakeParserError('INVALID_GRAPH', 'dangling tensor x', -1)]
+    with pytest.raises(UserError) as error:
+        build(onnx_files['fp16'], tmp_path / 'm.engine')
+    message = str(error.value)
+    assert '2 error(s)' in message and 'node /head/Foo (Foo): UNSUPPORTED_NODE' in message
+    assert '\n' not in message
+    printed = capsys.readouterr().err
+    assert 'no importer for op Foo' in printed
+    assert 'graph: INVALID_GRAPH: dangling tensor x' in printed
+    assert trt.calls.builds == 0
+    assert not (tmp_path / 'm.engine').exists()
+
+
+def test_failed_build_keeps_the_old_engine_and_sidecar(trt, gpu, onnx_files, tmp_path):
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine)
+    before = engine.read_bytes(), (tmp_path / 'm.engine.json').read_text()
+    trt.fail_build = True
+    with pytest.raises(UserError, match='could not build'):
+        build(onnx_files['fp16'], engine)
+    assert (engine.read_bytes(), (tmp_path / 'm.engine.json').read_text()) == before
+
+
+def test_not_our_onnx_is_a_user_error(trt, gpu, tmp_path):
+    with pytest.raises(UserError, match='not found'):
+        build(tmp_path / 'missing.onnx', tmp_path / 'm.engine')
+
+
+# --- missing TensorRT / GPU ---------------------------------------------------------------------
+
+def assert_names_alternatives(message):
+    assert 'inference.py --engine model.onnx' in message
+    assert '--backend torch --weight' in message and '--cfg' in message
+    assert '\n' not in message
+
+
+def test_no_tensorrt_is_a_user_error_naming_alternatives(monkeypatch, gpu, onnx_files, tmp_path):
+    monkeypatch.setitem(sys.modules, 'tensorrt', None)  # `import tensorrt` raises ImportError
+    for attempt in (lambda: build(onnx_files['fp16'], tmp_path / 'm.engine'),
+                    lambda: eb.engine_is_current(tmp_path / 'm.engine', onnx_files['fp16'],
+                                                 'fp16', PROFILE),
+                    lambda: TrtBackend(tmp_path / 'm.engine')):
+        with pytest.raises(UserError) as error:
+            attempt()
+        assert 'TensorRT is not usable' in str(error.value)
+        assert_names_alternatives(str(error.value))
+
+
+def test_no_cuda_gpu_is_a_user_error_naming_alternatives(trt, monkeypatch, onnx_files, tmp_path):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for attempt in (lambda: build(onnx_files['fp16'], tmp_path / 'm.engine'),
+                    lambda: TrtBackend(tmp_path / 'm.engine')):
+        with pytest.raises(UserError) as error:
+            attempt()
+        assert 'no CUDA GPU' in str(error.value)
+        assert_names_alternatives(str(error.value))
+
+
+def test_tensorrt_8_is_refused(install_trt, gpu, onnx_files, tmp_path):
+    install_trt('8.6.1')
+    with pytest.raises(UserError, match='TensorRT 8.6.1 is too old'):
+        build(onnx_files['fp16'], tmp_path / 'm.engine')
+
+
+# --- staleness ----------------------------------------------------------------------------------
+
+def test_engine_is_current_and_every_staleness_reason(install_trt, gpu, onnx_files, tmp_path):
+    onnx = copy_onnx(onnx_files['fp16'], tmp_path)
+    engine = tmp_path / 'm.engine'
+    install_trt(TRT10)
+    current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE)
+    assert not current and 'does not exist' in reason
+
+    build(onnx, engine)
+    current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE)
+    assert current and TRT10 in reason
+
+    def stale(precision='fp16', profile=PROFILE):
+        current, reason = eb.engine_is_current(engine, onnx, precision, profile)
+        assert not current
+        return reason
+
+    assert 'precision: built with fp16, now fp32' in stale(precision='fp32')
+    assert 'profile: built with batch 1..32' in stale(profile=eb.Profile(max_batch=64,
+                                                                          opt_batch=64))
+    gpu.capability = (8, 9)
+    assert 'compute capability: built with 9.0, now 8.9' in stale()
+    gpu.capability = (9, 0)
+    gpu.name = 'NVIDIA Fake H200'
+    assert 'GPU: built with NVIDIA Fake H100, now NVIDIA Fake H200' in stale()
+    gpu.name = 'NVIDIA Fake H100'
+    install_trt(TRT11)
+    assert f'TensorRT version: built with {TRT10}, now {TRT11}' in stale()
+    install_trt(TRT10)
+    with open(onnx, 'ab') as f:
+        f.write(b'\0')  # a changed ONNX (its bytes are all that is compared)
+    assert 'ONNX sha256' in stale()
+    (tmp_path / 'm.engine.json').unlink()
+    assert 'sidecar' in stale()
+
+
+# --- build_engine.py ----------------------------------------------------------------------------
+
+def test_cli_if_stale_builds_once_then_says_current(trt, gpu, onnx_files, tmp_path, capsys):
+    import build_engine
+    engine = tmp_path / 'm.engine'
+    argv = ['--model', str(onnx_files['fp16']), '--engine', str(engine), '--max_batch', '8',
+            '--opt_batch', '8', '--workspace', '1', '--if-stale']
+    assert build_engine.main(argv) == 0
+    assert trt.calls.builds == 1
+    assert 'is stale' in capsys.readouterr().out
+    assert build_engine.main(argv) == 0
+    assert trt.calls.builds == 1
+    assert 'is current' in capsys.readouterr().out
+    assert trt.calls.profile_shapes[0][3] == (8, 672, 672, 3)
+    assert trt.calls.memory_pool_limits == [('WORKSPACE', 2**30)]
+
+    check = argv[:-1] + ['--check']
+    assert build_engine.main(check) == 0
+    assert build_engine.main(check[:-1] + ['--precision', 'fp32', '--check']) == 1
+    assert 'stale: precision' in capsys.readouterr().out
+    with pytest.raises(UserError, match='exists: pass --if-stale'):
+        build_engine.main(argv[:-1])
+    assert build_engine.main(argv[:-1] + ['--force']) == 0
+    assert trt.calls.builds == 2
+
+
+# --- the backend --------------------------------------------------------------------------------
+
+@pytest.fixture
+def engine(trt, gpu, onnx_files, tmp_path):
+    path = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], path)
+    return path
+
+
+def open_backend(engine):
+    return TrtBackend(engine, gpu=CpuStandIn())
+
+
+def test_backend_opens_with_spec_classes_and_profile(engine, onnx_files):
+    backend = open_backend(engine)
+    spec, classes, _ = ox.read_metadata(onnx_files['fp16'])
+    assert backend.name == 'tensorrt'
+    assert backend.spec == spec and backend.classes == classes
+    assert backend.max_batch == 32
+    described = backend.describe()
+    assert described['tensorrt'] == TRT10 and described['precision'] == 'fp16'
+    assert described['gpu'] == 'NVIDIA Fake H100' and described['compute_capability'] == '9.0'
+    assert described['profile'] == PROFILE.to_dict()
+
+
+def test_backend_sets_input_shape_and_all_four_addresses_per_batch(engine, trt):
+    """Contract: per batch, set_input_shape('canvas', (B, H, W, 3)), set_tensor_address for the
+    input and the three outputs (with the data_ptr of the tensors returned), execute_async_v3 on
+    the backend's stream; outputs are (B, 80, H/4, W/4) float32 views."""
+    backend = open_backend(engine)
+    for batch, height, width in ((1, 512, 672), (3, 384, 544), (32, 672, 672), (2, 64, 32)):
+        canvases = torch.zeros((batch, height, width, 3), dtype=torch.uint8)
+        heatmap, wh, offset = backend.infer(canvases)
+        assert trt.calls.input_shapes[-1] == ('canvas', (batch, height, width, 3))
+        assert heatmap.shape == (batch, 80, height // 4, width // 4)
+        assert wh.shape == offset.shape == (batch, 2, height // 4, width // 4)
+        assert {t.dtype for t in (heatmap, wh, offset)} == {torch.float32}
+        run = trt.calls.executions[-1]
+        assert run['stream'] == CpuStandIn.stream_handle
+        assert set(run['addresses']) == {'canvas', 'heatmap', 'wh', 'offset'}
+        assert run['addresses']['heatmap'] == heatmap.data_ptr()
+        assert run['addresses']['wh'] == wh.data_ptr()
+        assert run['addresses']['offset'] == offset.data_ptr()
+    assert len(trt.calls.executions) == 4
+
+
+def test_backend_output_buffers_grow_only_when_needed(engine):
+    backend = open_backend(engine)
+    gpu = backend.gpu
+    backend.infer(torch.zeros((4, 512, 512, 3), dtype=torch.uint8))
+    first = len(gpu.allocations)
+    assert first == 3
+    heatmap, _, _ = backend.infer(torch.zeros((2, 256, 512, 3), dtype=torch.uint8))
+    assert len(gpu.allocations) == first  # smaller batch: views of the same buffers
+    backend.infer(torch.zeros((8, 512, 512, 3), dtype=torch.uint8))
+    assert len(gpu.allocations) == first + 3
+
+
+@pytest.mark.parametrize('shape, words', [
+    ((33, 512, 512), 'batch size 33 is beyond.*--max_batch'),
+    ((2, 704, 512), 'outside 32..672.*--max_side'),
+    ((2, 520, 512), 'not a multiple of 32'),
+])
+def test_backend_refuses_shapes_outside_the_profile(engine, trt, shape, words):
+    backend = open_backend(engine)
+    with pytest.raises(UserError, match=words):
+        backend.infer(torch.zeros((*shape, 3), dtype=torch.uint8))
+    assert trt.calls.executions == []
+
+
+def test_backend_refuses_batch_beyond_profile_in_run_too(engine, trt):
+    backend = open_backend(engine)
+    with pytest.raises(UserError, match='batch 40 is outside 1..32.*--max_batch'):
+        backend.run(torch.zeros((40, 64, 64, 3), dtype=torch.uint8))
+    assert trt.calls.input_shapes == []
+
+
+def test_backend_refuses_engine_from_another_tensorrt(engine, install_trt):
+    install_trt(TRT11)
+    with pytest.raises(UserError, match=f'built with TensorRT {TRT10}, but TensorRT {TRT11} is '
+                                        'installed: rebuild it with python3 build_engine.py'):
+        open_backend(engine)
+
+
+def test_backend_refuses_engine_for_another_gpu_architecture(engine, gpu):
+    gpu.capability = (8, 6)
+    with pytest.raises(UserError, match='compute capability 9.0.*is 8.6: rebuild'):
+        open_backend(engine)
+
+
+def test_backend_without_sidecar_says_rebuild(engine):
+    (engine.parent / 'm.engine.json').unlink()
+    with pytest.raises(UserError, match='sidecar JSON.*build_engine.py'):
+        open_backend(engine)
+
+
+def test_backend_refuses_engine_that_does_not_match_its_sidecar(engine):
+    with open(engine, 'ab') as f:
+        f.write(b' ')
+    with pytest.raises(UserError, match='does not match its sidecar'):
+        open_backend(engine)
+
+
+def rewrite_engine(engine, edit):
+    """Edit a fake engine's description and keep the sidecar's sha256 in step with it."""
+    description = fake_tensorrt.read_engine(engine)
+    edit(description)
+    fake_tensorrt.write_engine(engine, description)
+    sidecar = engine.parent / (engine.name + '.json')
+    record = json.loads(sidecar.read_text())
+    record['engine_sha256'] = eb.sha256_of(engine)
+    sidecar.write_text(json.dumps(record))
+
+
+def test_backend_deserialize_failure_is_a_user_error(engine):
+    rewrite_engine(engine, lambda d: d.update(tensorrt='10.0.0'))  # fake refuses other versions
+    with pytest.raises(UserError, match='could not deserialize'):
+        open_backend(engine)
+
+
+def test_backend_checks_tensor_names_against_the_onnx_contract(engine):
+    rewrite_engine(engine, lambda d: d['io'][1].update(name='scores'))
+    with pytest.raises(UserError, match="I/O tensors .*'scores'.*expected"):
+        open_backend(engine)
+
+
+def test_backend_checks_tensor_dtypes(engine):
+    rewrite_engine(engine, lambda d: d['io'][1].update(dtype='HALF'))
+    with pytest.raises(UserError, match="tensor 'heatmap' is OUTPUT HALF, expected OUTPUT FLOAT"):
+        open_backend(engine)
+
+
+def test_backend_refuses_cpu_canvases_given_straight_to_run_on_gpu(engine):
+    backend = open_backend(engine)
+    backend.device = torch.device('cuda')  # as on a GPU: a CPU tensor must go through upload()
+    with pytest.raises(UserError, match='pass them through backend.upload'):
+        backend.run(torch.zeros((1, 64, 64, 3), dtype=torch.uint8))
