@@ -152,6 +152,7 @@ def convert_fp16(fp32_path, fp16_path, log=print):
     spec, classes, meta = read_metadata(proto)
     _constants_to_initializers(proto)
     keep = fp32_islands(proto)
+    _unshare_initializers(proto, keep)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # "float32 number 1e-9 will be truncated to 1e-7": expected
         converted = float16.convert_float_to_float16(proto, keep_io_types=True,
@@ -168,11 +169,19 @@ def convert_fp16(fp32_path, fp16_path, log=print):
 
 
 def _constants_to_initializers(proto):
-    """Constant nodes -> initializers. The converter keeps a blocked node's initializers FP32 but
-    sends a Constant node's value through FP16 and back (mean 123.675 would become 123.6875)."""
+    """Constant nodes, and Identity nodes of an initializer, -> initializers.
+
+    The converter keeps a blocked node's initializers FP32 but sends a Constant node's value
+    through FP16 and back (mean 123.675 would become 123.6875); an unsimplified export reaches
+    shared weights through Identity nodes, which the converter cannot keep FP32 either.
+    """
     from onnx import numpy_helper
-    for node in [n for n in proto.graph.node if n.op_type == 'Constant']:
-        value = next((a.t for a in node.attribute if a.name == 'value'), None)
+    initializers = {t.name: t for t in proto.graph.initializer}
+    for node in [n for n in proto.graph.node if n.op_type in ('Constant', 'Identity')]:
+        if node.op_type == 'Constant':
+            value = next((a.t for a in node.attribute if a.name == 'value'), None)
+        else:
+            value = initializers.get(node.input[0])
         if value is None:
             continue
         proto.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(value),
@@ -181,6 +190,30 @@ def _constants_to_initializers(proto):
         # A value_info for the name makes the converter treat it as an activation and cast it.
         for info in [v for v in proto.graph.value_info if v.name == node.output[0]]:
             proto.graph.value_info.remove(info)
+
+
+def _unshare_initializers(proto, keep):
+    """Give FP32-kept nodes their own copy of any initializer that FP16 nodes also read.
+
+    The exporter deduplicates equal tensors (an untrained model's zero biases, say); one tensor
+    cannot be both FP32 and FP16, and the converter would fail with "inconsistent type".
+    """
+    keep = set(keep)
+    initializers = {t.name: t for t in proto.graph.initializer}
+    readers = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            if name in initializers:
+                readers.setdefault(name, set()).add(node.name in keep)
+    for node in proto.graph.node:
+        if node.name not in keep:
+            continue
+        for position, name in enumerate(node.input):
+            if name in initializers and readers[name] == {True, False}:
+                copy = proto.graph.initializer.add()
+                copy.CopyFrom(initializers[name])
+                copy.name = f'{name}.fp32.{node.name}'
+                node.input[position] = copy.name
 
 
 def _drop_output_casts(proto):

@@ -159,3 +159,48 @@ def test_eval_equals_direct_pycocotools_on_the_same_json(spec, analytic_set, tmp
     assert 0.2 < ours['mAP'] < 0.99  # a non-trivial value
     for index, name in enumerate(names):
         assert ours[name] == pytest.approx(direct.stats[index], abs=1e-12), name
+
+
+def _full_topk(heatmap, k=100):
+    return torch.topk(local_maximum(heatmap).view(heatmap.shape[0], -1), k)
+
+
+def test_candidate_peak_search_equals_the_full_peak_test(monkeypatch):
+    """Many peaks (a trained model's noise floor): the CPU fast path is taken and is exact."""
+    import centernet.decode as decode
+    generator = torch.Generator().manual_seed(1)
+    heatmap = torch.rand((3, 80, 40, 56), generator=generator) ** 6
+    expected = _full_topk(heatmap)
+    monkeypatch.setattr(decode, 'local_maximum', lambda *a, **k: pytest.fail('full path taken'))
+    scores, index = decode.topk_peaks(heatmap, 100, 3)
+    assert torch.equal(scores, expected.values) and torch.equal(index, expected.indices)
+
+
+def test_few_peaks_fall_back_to_the_full_test():
+    """Two blobs and zeros elsewhere: fewer than 100 positive peaks, so the fallback runs and the
+    remaining slots hold score 0, as in mmdet."""
+    from centernet.decode import topk_peaks
+    heatmap = torch.zeros((1, 80, 32, 32))
+    ys, xs = torch.meshgrid(torch.arange(32.), torch.arange(32.), indexing='ij')
+    heatmap[0, 3] = torch.exp(-((xs - 10) ** 2 + (ys - 7) ** 2) / 8)
+    heatmap[0, 50] = 0.7 * torch.exp(-((xs - 20) ** 2 + (ys - 25) ** 2) / 8)
+    scores, index = topk_peaks(heatmap, 100, 3)
+    expected = _full_topk(heatmap)
+    assert torch.equal(scores, expected.values)
+    assert index[0, 0] == 3 * 1024 + 7 * 32 + 10 and index[0, 1] == 50 * 1024 + 25 * 32 + 20
+    assert (scores[0, 2:] == 0).all()
+
+
+def test_plateau_peaks_match_as_a_set():
+    """Saturated scores (sigmoid = 1.0) make plateaus; every plateau cell is a peak in mmdet's
+    test. Order among equal scores is unspecified, so compare (score, index) sets."""
+    from centernet.decode import topk_peaks
+    generator = torch.Generator().manual_seed(2)
+    heatmap = torch.rand((2, 80, 24, 24), generator=generator) ** 4 * 0.9
+    heatmap[:, 7, 5:8, 5:9] = 1.0
+    scores, index = topk_peaks(heatmap, 100, 3)
+    expected = _full_topk(heatmap)
+    for b in range(2):
+        assert sorted(zip(scores[b].tolist(), index[b].tolist())) == \
+            sorted(zip(expected.values[b].tolist(), expected.indices[b].tolist()))
+        assert (scores[b, :12] == 1.0).all()

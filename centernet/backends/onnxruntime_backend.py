@@ -18,6 +18,8 @@ class OrtBackend(Backend):
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = threads  # 0: one per physical core
+        # No busy-waiting between runs: decode and the image loader threads need those cores.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         available = ort.get_available_providers()
         wanted = providers or ['CPUExecutionProvider']
         missing = [p for p in wanted if p not in available]

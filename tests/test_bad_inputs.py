@@ -1,0 +1,288 @@
+"""The bad-input catalogue: each entry is one clear line on stderr, exit code 2, no partial file.
+
+Every test here runs a real command-line entry point (export.py / inference.py) the way a user
+would, and checks the exact message. Add a new entry as one more test in the same shape.
+
+Catalogue entries tested elsewhere (they need the fake TensorRT module's fixtures):
+  engine built by another TensorRT version  test_tensorrt_contract.py::test_backend_refuses_engine_from_another_tensorrt
+  engine built for another GPU              test_tensorrt_contract.py::test_backend_refuses_engine_for_another_gpu_architecture
+  batch beyond the engine's profile         test_tensorrt_contract.py::test_backend_refuses_shapes_outside_the_profile
+  no TensorRT / no GPU                      test_tensorrt_contract.py::test_no_tensorrt_is_a_user_error_naming_alternatives
+  download offline / corrupt / cut off      test_prepare.py
+"""
+
+import json
+import shutil
+
+import onnx
+import pytest
+import torch
+
+import export
+import inference
+from common import run_main
+from conftest import CONFIG
+from centernet.fileio import atomic_path, write_json
+from centernet.synthetic import write_coco_dataset
+
+
+def fails_with(capsys, main, argv, *expected):
+    """Run a CLI; assert exit 2 and a single 'error: ...' line containing every expected part."""
+    with pytest.raises(SystemExit) as code:
+        run_main(main, argv)
+    err = capsys.readouterr().err.strip()
+    assert code.value.code == 2, err
+    assert err.startswith('error: ') and '\n' not in err and 'Traceback' not in err, err
+    for part in expected:
+        assert part in err, err
+    return err
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp('bad')
+    write_coco_dataset(root / 'coco', ((64, 48), (48, 64), (96, 64)), seed=9)
+    return root / 'coco'
+
+
+def copy_dataset(dataset, tmp_path):
+    return shutil.copytree(dataset, tmp_path / 'coco')
+
+
+# --- weights and config (export.py) -------------------------------------------------------------
+
+def test_missing_weight_file(capsys, tmp_path):
+    out = tmp_path / 'm.onnx'
+    fails_with(capsys, export.main, ['--weight', str(tmp_path / 'nope.pth'), '--output', str(out)],
+               'nope.pth not found', 'download centernet_resnet18_140e_coco')
+    assert not out.exists()
+
+
+def test_corrupt_weight_file(capsys, tmp_path, checkpoint_path):
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(checkpoint_path.read_bytes()[:5000])
+    fails_with(capsys, export.main, ['--weight', str(broken), '--output', str(tmp_path / 'm.onnx')],
+               'broken.pth: not a PyTorch checkpoint')
+
+
+def test_non_checkpoint_file(capsys, tmp_path):
+    text = tmp_path / 'readme.pth'
+    text.write_text('hello')
+    fails_with(capsys, export.main, ['--weight', str(text), '--output', str(tmp_path / 'm.onnx')],
+               'not a PyTorch checkpoint')
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ('this ran during unpickling',))
+
+
+def test_pickle_that_is_not_weights_only(capsys, tmp_path):
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': _RunsCode()}, evil)
+    err = fails_with(capsys, export.main, ['--weight', str(evil), '--output', str(tmp_path / 'm.onnx')],
+                     'refused: the file needs arbitrary code to unpickle (print)')
+    assert 'this ran' not in err
+
+
+def test_wrong_keys(capsys, tmp_path, seeded_weights):
+    weights = {k.replace('bbox_head.', 'head.'): v for k, v in seeded_weights.items()}
+    path = tmp_path / 'other.pth'
+    torch.save({'state_dict': weights}, path)
+    fails_with(capsys, export.main, ['--weight', str(path), '--output', str(tmp_path / 'm.onnx')],
+               'does not fit the model the config describes', 'missing keys: bbox_head.',
+               'unexpected keys: head.')
+
+
+def _config_variant(tmp_path, old, new):
+    text = CONFIG.read_text()
+    assert old in text
+    path = tmp_path / 'variant.py'
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_dcn_config(capsys, tmp_path, checkpoint_path):
+    cfg = _config_variant(tmp_path, 'use_dcn=False', 'use_dcn=True')
+    fails_with(capsys, export.main, ['--weight', str(checkpoint_path), '--cfg', str(cfg),
+                                     '--output', str(tmp_path / 'm.onnx')],
+               'use_dcn=True (deformable convolution) is not supported')
+
+
+def test_non_centernet_config(capsys, tmp_path, checkpoint_path):
+    cfg = _config_variant(tmp_path, "type='CenterNet'", "type='RetinaNet'")
+    fails_with(capsys, export.main, ['--weight', str(checkpoint_path), '--cfg', str(cfg),
+                                     '--output', str(tmp_path / 'm.onnx')],
+               "describes a 'RetinaNet' model; only type='CenterNet' is supported")
+
+
+def test_missing_config(capsys, tmp_path, checkpoint_path):
+    fails_with(capsys, export.main, ['--weight', str(checkpoint_path), '--cfg',
+                                     str(tmp_path / 'none.py'), '--output', str(tmp_path / 'm.onnx')],
+               'none.py not found')
+
+
+# --- dataset (inference.py) ---------------------------------------------------------------------
+
+def _infer(onnx_paths, dataset, *extra):
+    return ['--engine', str(onnx_paths['fp32']), '--datasets', str(dataset), '--workers', '0',
+            '--quiet', *extra]
+
+
+def test_missing_annotation_file(capsys, tmp_path, onnx_paths, dataset):
+    root = copy_dataset(dataset, tmp_path)
+    (root / 'annotations' / 'instances_val2017.json').unlink()
+    fails_with(capsys, inference.main, _infer(onnx_paths, root),
+               'instances_val2017.json not found', 'expected the layout DATASETS_DIR/'
+               '{annotations/instances_val2017.json, images/val2017/*.jpg}')
+
+
+def test_malformed_annotation_file(capsys, tmp_path, onnx_paths, dataset):
+    root = copy_dataset(dataset, tmp_path)
+    (root / 'annotations' / 'instances_val2017.json').write_text('{"images": [')
+    fails_with(capsys, inference.main, _infer(onnx_paths, root),
+               'is not a COCO annotation file', 'download annotations_trainval2017.zip again')
+
+
+def test_annotation_file_missing_fields(capsys, tmp_path, onnx_paths, dataset):
+    root = copy_dataset(dataset, tmp_path)
+    ann = root / 'annotations' / 'instances_val2017.json'
+    content = json.loads(ann.read_text())
+    del content['annotations'][0]['image_id']
+    ann.write_text(json.dumps(content))
+    fails_with(capsys, inference.main, _infer(onnx_paths, root), 'is malformed (missing field')
+
+
+def test_wrong_dataset_layout(capsys, tmp_path, onnx_paths, dataset):
+    root = copy_dataset(dataset, tmp_path)
+    shutil.move(root / 'images' / 'val2017', root / 'pictures')
+    fails_with(capsys, inference.main, _infer(onnx_paths, root), 'no image folder under',
+               'expected the layout')
+
+
+def test_missing_images(capsys, tmp_path, onnx_paths, dataset):
+    root = copy_dataset(dataset, tmp_path)
+    next((root / 'images' / 'val2017').iterdir()).unlink()
+    fails_with(capsys, inference.main, _infer(onnx_paths, root),
+               '1 of 3 images listed in instances_val2017.json are missing')
+
+
+def test_empty_dataset(capsys, tmp_path, onnx_paths, dataset):
+    root = copy_dataset(dataset, tmp_path)
+    ann = root / 'annotations' / 'instances_val2017.json'
+    content = json.loads(ann.read_text())
+    content['images'], content['annotations'] = [], []
+    ann.write_text(json.dumps(content))
+    fails_with(capsys, inference.main, _infer(onnx_paths, root), 'lists no images: nothing to evaluate')
+
+
+def test_no_dataset_given(capsys, onnx_paths, monkeypatch):
+    monkeypatch.delenv('DATASETS_DIR', raising=False)
+    fails_with(capsys, inference.main, ['--engine', str(onnx_paths['fp32'])],
+               'no dataset: pass --datasets DIR or set DATASETS_DIR')
+
+
+@pytest.mark.parametrize('damage, reason', [
+    (lambda data: data[:len(data) // 2], 'truncated JPEG'),
+    (lambda data: b'\x00' * 64 + data[64:], 'not a readable image'),
+    (lambda data: b'', 'empty file'),
+])
+def test_corrupt_and_truncated_images(capsys, tmp_path, onnx_paths, dataset, damage, reason):
+    root = copy_dataset(dataset, tmp_path)
+    victim = sorted((root / 'images' / 'val2017').iterdir())[1]
+    victim.write_bytes(damage(victim.read_bytes()))
+    out = tmp_path / 'det.json'
+    fails_with(capsys, inference.main, _infer(onnx_paths, root, '--save_json', str(out)),
+               victim.name, reason, '--skip_bad_images')
+    assert not out.exists()
+    # With --skip_bad_images the run goes on, counts it as without detections and lists it.
+    with pytest.raises(SystemExit) as code:
+        run_main(inference.main, _infer(onnx_paths, root, '--skip_bad_images', '--save_json',
+                                        str(out), '--record', str(tmp_path / 'r.json')))
+    assert code.value.code == 0
+    assert f'{victim}: {reason}' in capsys.readouterr().out
+    assert len(json.loads(out.read_text())) == 200
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+def test_unwritable_output_folder(capsys, tmp_path, onnx_paths, dataset):
+    blocker = tmp_path / 'a-file'
+    blocker.write_text('')
+    fails_with(capsys, inference.main,
+               _infer(onnx_paths, dataset, '--save_json', str(blocker / 'det.json')),
+               f'output folder {blocker} does not exist')
+
+
+def test_ctrl_c_during_a_write_leaves_the_old_file(tmp_path):
+    target = tmp_path / 'results.json'
+    write_json(target, {'old': True})
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"new": tr')
+            raise KeyboardInterrupt
+    assert json.loads(target.read_text()) == {'old': True}
+    assert [p.name for p in tmp_path.iterdir()] == ['results.json']
+
+
+def test_ctrl_c_exits_130_with_one_line(capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as code:
+        run_main(interrupted, [])
+    assert code.value.code == 130
+    assert capsys.readouterr().err.strip() == 'interrupted: no partial output was written'
+
+
+# --- models that are not ours -------------------------------------------------------------------
+
+def test_onnx_without_our_metadata(capsys, tmp_path, onnx_paths, dataset):
+    model = onnx.load(str(onnx_paths['fp32']))
+    del model.metadata_props[:]
+    other = tmp_path / 'other.onnx'
+    onnx.save(model, str(other))
+    fails_with(capsys, inference.main, ['--engine', str(other), '--datasets', str(dataset)],
+               'is not a CenterNet ONNX from this kit', 'export it with export.py')
+
+
+def test_onnx_with_wrong_io(capsys, tmp_path, onnx_paths, dataset):
+    model = onnx.load(str(onnx_paths['fp32']))
+    model.graph.output[0].name = 'scores'
+    other = tmp_path / 'renamed.onnx'
+    onnx.save(model, str(other))
+    fails_with(capsys, inference.main, ['--engine', str(other), '--datasets', str(dataset)],
+               "outputs ['scores', 'wh', 'offset']", "expected ['canvas']")
+
+
+def test_not_an_onnx_file(capsys, tmp_path, dataset):
+    junk = tmp_path / 'junk.onnx'
+    junk.write_bytes(b'\x00junk')
+    fails_with(capsys, inference.main, ['--engine', str(junk), '--datasets', str(dataset)],
+               'junk.onnx is not an ONNX file')
+
+
+def test_unknown_model_suffix(capsys, tmp_path, dataset):
+    fails_with(capsys, inference.main, ['--engine', str(tmp_path / 'model.bin'),
+                                        '--datasets', str(dataset)],
+               "cannot tell the backend from", '--backend')
+
+
+def test_wrong_input_name(capsys, onnx_paths, dataset):
+    fails_with(capsys, inference.main, _infer(onnx_paths, dataset, '--input_name', 'input'),
+               "--input_name 'input': the model's input is called 'canvas'")
+
+
+def test_batch_beyond_a_static_model(capsys, tmp_path, checkpoint_path, dataset):
+    static = tmp_path / 'static.onnx'
+    with pytest.raises(SystemExit):
+        run_main(export.main, ['--weight', str(checkpoint_path), '--output', str(static),
+                               '--static', '2x64x96', '--no-simplify', '--skip-check'])
+    capsys.readouterr()
+    fails_with(capsys, inference.main, ['--engine', str(static), '--datasets', str(dataset),
+                                        '--batchsize', '4'],
+               "batch size 4 is beyond the onnxruntime model's maximum 2", 'lower --batchsize')
+
+
+def test_bad_batch_size(capsys, onnx_paths, dataset):
+    fails_with(capsys, inference.main, _infer(onnx_paths, dataset, '--batchsize', '0'),
+               '--batchsize must be at least 1')
