@@ -173,7 +173,10 @@ def test_candidate_peak_search_equals_the_full_peak_test(monkeypatch):
     expected = _full_topk(heatmap)
     monkeypatch.setattr(decode, 'local_maximum', lambda *a, **k: pytest.fail('full path taken'))
     scores, index = decode.topk_peaks(heatmap, 100, 3)
-    assert torch.equal(scores, expected.values) and torch.equal(index, expected.indices)
+    assert torch.equal(scores, expected.values)
+    for b in range(3):  # equal scores exist among 500k random floats: their order is free
+        assert sorted(zip(scores[b].tolist(), index[b].tolist())) == \
+            sorted(zip(expected.values[b].tolist(), expected.indices[b].tolist()))
 
 
 def test_few_peaks_fall_back_to_the_full_test():
