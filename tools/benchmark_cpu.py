@@ -32,22 +32,13 @@ from centernet.config import load_spec  # noqa: E402
 from centernet.dataset import CocoImageSet, make_loader  # noqa: E402
 from centernet.fileio import write_json  # noqa: E402
 from centernet.model import build_model  # noqa: E402
+from centernet.perf import model_gflops  # noqa: E402
 from centernet.pipeline import Detector, detect_records  # noqa: E402
 from centernet.report import environment, format_table  # noqa: E402
 from centernet.synthetic import COCO_LIKE_SIZES, seeded_state_dict, write_coco_dataset  # noqa: E402
 from coco_labels import COCO_CLASSES  # noqa: E402
 
 CONFIG = ROOT / 'centernet_r18_8xb16-crop512-140e_coco.py'
-
-
-def model_gflops(spec, side=672):
-    """FLOPs (2 x multiply-adds) of one side x side image, counted by torch's FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-    model = build_model(spec)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros((1, side, side, 3), dtype=torch.uint8))
-    return counter.get_total_flops() / 1e9
 
 
 def cpu_fp32_peak_gflops():

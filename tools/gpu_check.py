@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""GPU check in one command: accuracy parity of the GPU backends, then the FPS tiers at batch 32.
+
+    python tools/gpu_check.py [--weight CKPT] [--images 96] [--batchsize 32] [--json PATH]
+
+1. Makes (in a temp folder) a seeded checkpoint unless --weight is given, its FP32 and FP16 ONNX,
+   and --images generated pictures of COCO-like sizes.
+2. Detections with ONNX Runtime on the CPU (FP32): the reference.
+3. The same pictures through torch CUDA FP32 (TF32 off), torch CUDA FP16 (channels_last, CUDA
+   graphs) and, when `tensorrt` imports, a TensorRT FP16 engine built by build_engine: the share
+   of the reference's detections each one reproduces (label equal, box and score within tolerance).
+4. The three performance tiers (inference.py --perf_only) for each GPU backend at --batchsize,
+   with the model's 45.1 GFLOP/image (672x672) turned into achieved TFLOP/s.
+Prints tables and writes --json. Needs a CUDA GPU; TensorRT is optional.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from centernet import onnx_export as ox  # noqa: E402
+from centernet.compare import match_rate  # noqa: E402
+from centernet.config import load_spec  # noqa: E402
+from centernet.dataset import FolderImageSet  # noqa: E402
+from centernet.fileio import write_json  # noqa: E402
+from centernet.model import build_model  # noqa: E402
+from centernet.perf import gpu_clocks, model_gflops, time_engine, time_engine_io  # noqa: E402
+from centernet.pipeline import Detector, detect_records  # noqa: E402
+from centernet.report import environment, format_table  # noqa: E402
+from centernet.synthetic import COCO_LIKE_SIZES, scene, seeded_state_dict  # noqa: E402
+from coco_labels import COCO_CLASSES  # noqa: E402
+
+CONFIG = ROOT / 'centernet_r18_8xb16-crop512-140e_coco.py'
+# (box px, score) tolerances for "the same detection"
+STRICT = (0.05, 1e-4)     # FP32 on another device: summation order only
+FP16 = (1.0, 5e-3)        # FP16 network: ~1e-3 relative noise
+
+
+def make_inputs(folder, weight, images):
+    import cv2
+    import numpy as np
+    spec = load_spec(CONFIG)
+    if weight is None:
+        model = build_model(spec)
+        model.load_state_dict(seeded_state_dict(model, 0))
+        weight = folder / 'seeded.pth'
+        torch.save({'state_dict': model.state_dict()}, weight)
+    from centernet.checkpoint import load_model
+    model, classes = load_model(spec, weight)
+    fp32 = ox.export_fp32(model, folder / 'centernet.onnx', classes=classes or COCO_CLASSES)
+    fp16 = ox.convert_fp16(fp32, folder / 'centernet_fp16.onnx')
+    pictures = folder / 'pictures'
+    pictures.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(images):
+        width, height = COCO_LIKE_SIZES[i % len(COCO_LIKE_SIZES)]
+        cv2.imwrite(str(pictures / f'{i:04d}.jpg'), scene(rng, width, height)[0])
+    return weight, fp32, fp16, FolderImageSet(pictures).records
+
+
+def open_gpu_backends(weight, fp16_onnx, folder, cpu_smoke=False):
+    from centernet.backends.torch_backend import TorchBackend
+    if cpu_smoke:  # the script's plumbing on a machine without a GPU (tests/test_tools.py)
+        return {'torch-cpu-fp32': TorchBackend(CONFIG, weight, device='cpu')}
+    backends = {}
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    backends['torch-cuda-fp32'] = TorchBackend(CONFIG, weight, device='cuda', precision='fp32',
+                                               cuda_graph=False)
+    backends['torch-cuda-fp16'] = TorchBackend(CONFIG, weight, device='cuda', precision='fp16',
+                                               cuda_graph=True)
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        print('tensorrt not importable: TensorRT rows skipped')
+        return backends
+    from centernet import engine_build as eb
+    from centernet.backends.tensorrt_backend import TrtBackend
+    engine = folder / 'centernet_fp16.engine'
+    start = time.perf_counter()
+    eb.build_engine(fp16_onnx, engine, 'fp16', eb.Profile())
+    print(f'TensorRT FP16 engine built in {time.perf_counter() - start:.0f} s')
+    backends['tensorrt-fp16'] = TrtBackend(engine)
+    return backends
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--weight', help='mmdet checkpoint (default: seeded weights)')
+    parser.add_argument('--images', type=int, default=96)
+    parser.add_argument('--batchsize', type=int, default=32)
+    parser.add_argument('--iterations', type=int, default=100)
+    parser.add_argument('--json', default='results/gpu_check.json')
+    parser.add_argument('--cpu-smoke', action='store_true', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if not torch.cuda.is_available() and not args.cpu_smoke:
+        sys.exit('error: no CUDA GPU visible to torch: this check is for GPU machines '
+                 '(the CPU path is covered by the test suite and tools/benchmark_cpu.py)')
+    report = dict(environment=environment(), gpu_clocks=gpu_clocks(), parity={}, performance={})
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        weight, fp32, fp16, records = make_inputs(folder, args.weight, args.images)
+        from centernet.backends.onnxruntime_backend import OrtBackend
+        reference = detect_records(Detector(OrtBackend(fp32)), records, 8, progress=False)
+        backends = open_gpu_backends(weight, fp16, folder, args.cpu_smoke)
+        rows = []
+        for name, backend in backends.items():
+            detector = Detector(backend)
+            result = detect_records(detector, records, args.batchsize, progress=False)
+            strict = match_rate(reference, result, *STRICT)
+            loose = match_rate(reference, result, *FP16)
+            rows.append([name, f'{strict[0]:.2%}', f'{loose[0]:.2%}', strict[2]])
+            report['parity'][name] = dict(strict=strict, fp16_tolerance=loose,
+                                          tolerances=dict(strict=STRICT, fp16=FP16))
+            warmup = min(10, args.iterations)
+            engine = time_engine(backend, args.batchsize, warmup=warmup,
+                                 iterations=args.iterations)
+            engine_io = time_engine_io(detector, args.batchsize, warmup=warmup,
+                                       iterations=args.iterations)
+            pipeline = detect_records(detector, records, args.batchsize, progress=False)
+            report['performance'][name] = dict(
+                engine=engine, engine_io=engine_io,
+                pipeline=dict(fps=len(records) / pipeline.seconds,
+                              loader_wait_seconds=pipeline.wait_seconds),
+                backend=backend.describe())
+        print(format_table(['backend', f'match <= {STRICT}', f'match <= {FP16}', 'detections'],
+                           rows, title='detections vs ONNX Runtime CPU FP32 (label, box px, score)'))
+        gflops = model_gflops(load_spec(CONFIG))
+        perf_rows = []
+        for name, entry in report['performance'].items():
+            fps = entry['engine']['fps']
+            perf_rows.append([name, fps, fps * gflops / 1e3,
+                              entry['engine']['latency_ms_p50'], entry['engine_io']['fps'],
+                              entry['pipeline']['fps']])
+        print(format_table(['backend', 'engine FPS', 'TFLOP/s', 'p50 ms', 'engine+io FPS',
+                            'pipeline FPS'], perf_rows,
+                           title=f'batch {args.batchsize}, 672x672 (reference: 799.7 FPS engine '
+                                 'only, its own GPU)'))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.json, report, indent=1)
+    print(f'report: {args.json}')
+
+
+if __name__ == '__main__':
+    main()

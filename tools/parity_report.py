@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Numbers behind "equal to mmdet": max differences on the golden images (tests/fixtures/golden).
+
+    python tools/parity_report.py
+
+Heads (heatmap, wh, offset) of the native model, the FP32 ONNX and the FP16 ONNX against mmdet
+3.3.0's own heads, and the detections' largest box/score difference against mmdet's, per path.
+"""
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from centernet import onnx_export as ox  # noqa: E402
+from centernet.compare import match_detections  # noqa: E402
+from centernet.config import load_spec  # noqa: E402
+from centernet.dataset import ImageRecord  # noqa: E402
+from centernet.model import build_model  # noqa: E402
+from centernet.pipeline import Detector, detect_records  # noqa: E402
+from centernet.preprocess import CenterCanvas, read_image  # noqa: E402
+from centernet.report import format_table  # noqa: E402
+from centernet.synthetic import seeded_state_dict  # noqa: E402
+from coco_labels import COCO_CLASSES  # noqa: E402
+
+GOLDEN = ROOT / 'tests' / 'fixtures' / 'golden'
+
+
+class TorchCpu:
+    name, device, max_batch = 'torch', torch.device('cpu'), None
+
+    def __init__(self, model):
+        self.model, self.spec = model, model.spec
+
+    def infer(self, canvases):
+        with torch.no_grad():
+            return self.model(canvases)
+
+
+def main():
+    meta = json.loads((GOLDEN / 'golden.json').read_text())
+    arrays = dict(np.load(GOLDEN / 'golden.npz'))
+    spec = load_spec(ROOT / 'centernet_r18_8xb16-crop512-140e_coco.py')
+    model = build_model(spec)
+    model.load_state_dict(seeded_state_dict(model, meta['seed']))
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = ox.export_fp32(model, Path(tmp) / 'm.onnx', classes=COCO_CLASSES, log=lambda *_: 0)
+        fp16 = ox.convert_fp16(fp32, Path(tmp) / 'm16.onnx', log=lambda *_: 0)
+        canvas = CenterCanvas(spec)
+        head_rows = []
+        for image in meta['images']:
+            key = image['file_name'].rsplit('.', 1)[0]
+            if f'{key}/heatmap' not in arrays:
+                continue
+            made, _ = canvas(read_image(GOLDEN / 'images' / image['file_name']))
+            mmdet = [arrays[f'{key}/{n}'][0] for n in ox.OUTPUT_NAMES]
+            paths = {'native torch': [t[0] for t in ox.run_torch(model, made[None])],
+                     'ONNX FP32': [t[0] for t in ox.run_onnxruntime(fp32, made[None])],
+                     'ONNX FP16': [t[0] for t in ox.run_onnxruntime(fp16, made[None])]}
+            for path, heads in paths.items():
+                head_rows.append([key, path] + [float(np.abs(a - b).max())
+                                                for a, b in zip(heads, mmdet)])
+        print(format_table(['image', 'path', 'heatmap', 'wh', 'offset'], head_rows,
+                           title='max |heads - mmdet heads|'))
+        records = [ImageRecord(i, im['id'], str(GOLDEN / 'images' / im['file_name']),
+                               im['height'], im['width']) for i, im in enumerate(meta['images'])]
+        from centernet.backends.onnxruntime_backend import OrtBackend
+        det_rows = []
+        for path, backend, batch in (('native torch', TorchCpu(model), 1),
+                                     ('ONNX FP32', OrtBackend(fp32), 1),
+                                     ('ONNX FP32', OrtBackend(fp32), 13),
+                                     ('ONNX FP16', OrtBackend(fp16), 13)):
+            result = detect_records(Detector(backend), records, batch, workers=0, progress=False)
+            box = score = 0.0
+            matched = required = 0
+            tolerance = (1e-3, 1e-5) if 'FP32' in path or 'torch' in path else (1.0, 5e-3)
+            for record, image in zip(records, meta['images']):
+                key = image['file_name'].rsplit('.', 1)[0]
+                ours = (result.boxes[record.index], result.scores[record.index],
+                        result.labels[record.index])
+                theirs = (arrays[f'{key}/boxes'], arrays[f'{key}/scores'], arrays[f'{key}/labels'])
+                m, r = match_detections(*ours, *theirs, *tolerance)
+                matched, required = matched + m, required + r
+                if path != 'ONNX FP16':
+                    box = max(box, float(np.abs(ours[0] - theirs[0]).max()))
+                    score = max(score, float(np.abs(ours[1] - theirs[1]).max()))
+            det_rows.append([path, batch, f'{matched}/{required}', str(tolerance),
+                             box if path != 'ONNX FP16' else '-',
+                             score if path != 'ONNX FP16' else '-'])
+        print(format_table(['path', 'batch', 'matched', '(box px, score) tol',
+                            'max |box diff| rank-wise', 'max |score diff|'], det_rows,
+                           title=f'detections vs mmdet 3.3.0 batch 1, {len(records)} golden images'))
+
+
+if __name__ == '__main__':
+    main()
