@@ -31,8 +31,9 @@ def draw_detections(image, boxes, scores, labels, classes, score_thr):
         caption = f'{classes[int(label)]} {score:.2f}'
         (w, h), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         top = max(y1 - h - base - 2, 0)
-        cv2.rectangle(canvas, (x1, top), (x1 + w + 2, top + h + base + 2), colour, -1)
-        cv2.putText(canvas, caption, (x1 + 1, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+        left = max(min(x1, canvas.shape[1] - w - 3), 0)  # keep the caption inside the picture
+        cv2.rectangle(canvas, (left, top), (left + w + 2, top + h + base + 2), colour, -1)
+        cv2.putText(canvas, caption, (left + 1, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                     (0, 0, 0), 1, cv2.LINE_AA)
     return canvas
 
