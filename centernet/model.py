@@ -41,6 +41,11 @@ class DataPreprocessor(nn.Module):
         return (x - self.mean) / self.std
 
 
+def _as_dtype(x, dtype):
+    """Cast only when needed: a traced no-op cast would put a stray Cast node in the ONNX graph."""
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -133,8 +138,21 @@ class CenterNetHead(nn.Module):
         self.wh_head = _head_branch(in_channels, feat_channels, 2)
         self.offset_head = _head_branch(in_channels, feat_channels, 2)
 
+    @staticmethod
+    def _branch(branch, x):
+        # The last 1x1 conv runs in its own weights' dtype: FP32 in the FP16 model, like the FP16
+        # ONNX (scores near 1 and box sizes keep FP32 resolution). A no-op in the FP32 model.
+        conv3x3, relu, conv1x1 = branch
+        return conv1x1(_as_dtype(relu(conv3x3(x)), conv1x1.weight.dtype))
+
     def forward(self, x):
-        return self.heatmap_head(x).sigmoid(), self.wh_head(x), self.offset_head(x)
+        return (self._branch(self.heatmap_head, x).sigmoid(), self._branch(self.wh_head, x),
+                self._branch(self.offset_head, x))
+
+    def keep_outputs_fp32(self):
+        """After model.half(): the last conv of each branch (and so the sigmoid) back to FP32."""
+        for branch in (self.heatmap_head, self.wh_head, self.offset_head):
+            branch[2].float()
 
 
 class CenterNet(nn.Module):
@@ -156,7 +174,7 @@ class CenterNet(nn.Module):
 
     def forward_normalized(self, x):
         """The network proper, on a normalised NCHW float batch (cast to the weights' dtype)."""
-        x = x.to(self.backbone.conv1.weight.dtype)
+        x = _as_dtype(x, self.backbone.conv1.weight.dtype)
         return self.bbox_head(self.neck(self.backbone(x)))
 
 

@@ -31,9 +31,11 @@ class TorchBackend(Backend):
             raise UserError('FP16 on the torch backend needs a CUDA GPU; use fp32 on the CPU')
         model = model.to(device)
         if self.precision == 'fp16':
-            # The network in FP16, NHWC (tensor cores); normalisation stays FP32.
+            # The network in FP16, NHWC (tensor cores); normalisation and the heads' last convs
+            # stay FP32, the same islands as the FP16 ONNX (onnx_export.fp32_islands).
             model = model.half().to(memory_format=torch.channels_last)
             model.data_preprocessor.float()
+            model.bbox_head.keep_outputs_fp32()
         self.model = model
         self.channels_last = device.type == 'cuda'
         self.graphs = CudaGraphCache(self._forward) if device.type == 'cuda' and cuda_graph \
@@ -43,7 +45,7 @@ class TorchBackend(Backend):
         x = self.model.data_preprocessor(canvases)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return tuple(t.float() for t in self.model.forward_normalized(x))
+        return self.model.forward_normalized(x)
 
     @torch.inference_mode()
     def run(self, canvases):
