@@ -14,7 +14,8 @@ from .errors import UserError
 
 # OpenMMLab's publish step names files `<name>-<first 8 hex digits of the file's sha256>.pth`.
 _SHA256_PREFIX = re.compile(r'-([0-9a-f]{8})\.pth$')
-_UNSAFE_GLOBAL = re.compile(r'GLOBAL ([\w.]+)')
+# How torch's weights-only unpickler names what it refused, in its two messages.
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 _MAX_LISTED_KEYS = 8
 
 
@@ -38,20 +39,45 @@ def verify_sha256_prefix(path):
     return digest
 
 
+# Globals a checkpoint may need for plain numpy data in its `meta` (a seed, a best score): array
+# and scalar reconstruction, no code. Anything else is refused.
+_NUMPY_DATA_GLOBALS = re.compile(r'^numpy(\._core|\.core)?\.(multiarray\.(scalar|_reconstruct)|ndarray|dtype'
+                                 r'|dtypes\.\w+DType)$')
+_MAX_ALLOWED_GLOBALS = 16
+
+
+def _resolve_global(name):
+    import importlib
+    module, _, attr = name.rpartition('.')
+    return getattr(importlib.import_module(module), attr)
+
+
 def _torch_load_weights_only(path):
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        text = str(exc)
-        unsafe = _UNSAFE_GLOBAL.search(text)
-        if unsafe or 'Weights only load failed' in text and 'Unsupported' in text:
-            what = unsafe.group(1) if unsafe else 'an unsupported object'
-            raise UserError(
-                f'{path}: refused: the file needs arbitrary code to unpickle ({what}), and this '
-                'kit loads checkpoints with torch.load(weights_only=True). Use an official '
-                'OpenMMLab checkpoint, or re-save yours as {"state_dict": model.state_dict()}') from None
-        raise UserError(f'{path}: not a PyTorch checkpoint ({type(exc).__name__}: '
-                        f'{text.splitlines()[0] if text else "unreadable"})') from None
+    """torch.load(weights_only=True), allowing numpy data globals one by one as they come up."""
+    allowed = []
+    while True:
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+            text = str(exc)
+            found = _UNSAFE_GLOBAL.search(text)
+            unsafe = found and (found.group(1) or found.group(2))
+            if unsafe and _NUMPY_DATA_GLOBALS.match(unsafe) and len(allowed) < _MAX_ALLOWED_GLOBALS:
+                try:
+                    allowed.append(_resolve_global(unsafe))
+                    continue
+                except (ImportError, AttributeError):
+                    pass
+            if unsafe or 'Weights only load failed' in text and 'Unsupported' in text:
+                what = unsafe or 'an unsupported object'
+                raise UserError(
+                    f'{path}: refused: the file needs arbitrary code to unpickle ({what}), and '
+                    'this kit loads checkpoints with torch.load(weights_only=True). Use an '
+                    'official OpenMMLab checkpoint, or re-save yours as '
+                    '{"state_dict": model.state_dict()}') from None
+            raise UserError(f'{path}: not a PyTorch checkpoint ({type(exc).__name__}: '
+                            f'{text.splitlines()[0] if text else "unreadable"})') from None
 
 
 def read_checkpoint(path):

@@ -115,10 +115,8 @@ def run_performance(detector, args):
               'engine+io': 'engine + H2D/D2H + decode, 672x672',
               'pipeline': 'full pipeline on files, canvas batches'}
     for name, stats in tiers.items():
-        rows.append([labels[name], stats['fps'], stats.get('latency_ms_mean', float('nan')),
-                     stats.get('latency_ms_p50', float('nan')),
-                     stats.get('latency_ms_p90', float('nan')),
-                     stats.get('latency_ms_p99', float('nan'))])
+        rows.append([labels[name], stats['fps']] + [stats.get(f'latency_ms_{k}')
+                                                     for k in ('mean', 'p50', 'p90', 'p99')])
     print(format_table(['tier', 'FPS', 'mean ms', 'p50 ms', 'p90 ms', 'p99 ms'], rows,
                        title=f'batch {batch}; latency per batch'))
     record = dict(mode='performance', backend=backend.describe(), environment=environment(),

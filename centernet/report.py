@@ -9,7 +9,8 @@ def format_table(headers, rows, title=None):
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
               for i, h in enumerate(headers)]
-    numeric = [all(isinstance(row[i], (int, float)) for row in rows) for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
+               for i in range(len(headers))]
 
     def line(values):
         return '  '.join(v.rjust(w) if n else v.ljust(w)
@@ -22,6 +23,8 @@ def format_table(headers, rows, title=None):
 
 
 def _cell(value):
+    if value is None:
+        return '-'
     if isinstance(value, float):
         if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
             return f'{value:.3e}'

@@ -116,3 +116,21 @@ def test_class_count_mismatch(tmp_path, spec, seeded_weights):
     obj = {'meta': {'CLASSES': ('a', 'b')}, 'state_dict': dict(seeded_weights)}
     with pytest.raises(UserError, match='the checkpoint has 2 classes, the config 80'):
         load_model(spec, _save(tmp_path / 'w.pth', obj))
+
+
+@pytest.mark.parametrize('legacy_format', [False, True])
+def test_numpy_data_in_meta_is_accepted(tmp_path, spec, seeded_weights, legacy_format):
+    """mmcv-era checkpoints may keep numpy scalars/arrays in `meta` (seed, scores): plain data,
+    allowed one global at a time; the pre-1.6 (non-zip) format that mmdet 2.x's publish step
+    wrote loads too."""
+    import numpy as np
+    obj = {'meta': {'seed': np.int64(42), 'best_score': np.float64(0.259), 'hist': np.zeros(3),
+                    'CLASSES': tuple(f'c{i}' for i in range(80))},
+           'state_dict': dict(seeded_weights)}
+    path = tmp_path / 'np.pth'
+    torch.save(obj, path, _use_new_zipfile_serialization=not legacy_format)
+    model, classes = load_model(spec, path)
+    _assert_weights_equal(model, seeded_weights)
+    assert len(classes) == 80
+    _, meta = read_checkpoint(path)
+    assert meta['seed'] == 42 and meta['hist'].shape == (3,)
