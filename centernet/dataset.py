@@ -220,6 +220,7 @@ class PrefetchLoader:
         if self.pin_memory:  # page-locked: the copy to the GPU can overlap compute
             for batch in loaded.batches:
                 batch.canvases = batch.canvases.pin_memory()
+                batch.borders = batch.borders.pin_memory()
         return loaded
 
     def __iter__(self):

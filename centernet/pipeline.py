@@ -34,9 +34,36 @@ class Detector:
         return boxes, scores, labels
 
     @torch.inference_mode()
+    def launch(self, canvases, borders):
+        """Queue network + decode for a batch; returns a HostResults to `wait()` on later.
+
+        On a GPU nothing here blocks the host: the caller can launch the next batch (whose
+        upload then overlaps this one's compute) before waiting for this one.
+        """
+        return HostResults(self.decode(self.heads(canvases), borders))
+
     def __call__(self, canvases, borders):
-        boxes, scores, labels = self.decode(self.heads(canvases), borders)
-        return boxes.cpu().numpy(), scores.cpu().numpy(), labels.cpu().numpy()
+        """(boxes, scores, labels) as numpy arrays, for one batch."""
+        return self.launch(canvases, borders).wait()
+
+
+class HostResults:
+    """Final detections on their way to the host: on a GPU an asynchronous copy into pinned
+    memory and an event, so waiting for one batch does not wait for the batches queued after."""
+
+    def __init__(self, tensors):
+        self.event = None
+        if tensors[0].device.type == 'cuda':
+            tensors = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True).copy_(
+                t, non_blocking=True) for t in tensors]
+            self.event = torch.cuda.Event()
+            self.event.record()
+        self.tensors = tensors
+
+    def wait(self):
+        if self.event is not None:
+            self.event.synchronize()
+        return tuple(t.numpy() for t in self.tensors)
 
 
 @dataclass
@@ -73,6 +100,7 @@ def detect_records(detector, records, batch_size, workers=2, skip_bad_images=Fal
                dynamic_ncols=True)
     start = time.perf_counter()
     waited_since = start
+    in_flight = None  # (batch, HostResults): one batch launched ahead of the one being stored
     try:
         for loaded in loader:
             result.wait_seconds += time.perf_counter() - waited_since
@@ -81,18 +109,27 @@ def detect_records(detector, records, batch_size, workers=2, skip_bad_images=Fal
                     raise BadImageError(bad.path, bad.reason + ' (use --skip_bad_images to count '
                                         'it as an image without detections and go on)')
                 result.bad.append(bad)
+                bar.update(1)
             for batch in loaded.batches:
-                boxes, scores, labels = detector(batch.canvases, batch.borders)
-                index = np.asarray(batch.indices)
-                result.boxes[index], result.scores[index], result.labels[index] = \
-                    boxes, scores, labels
-                result.done[index] = True
-                shape = tuple(batch.canvases.shape[1:3])
-                result.shapes[shape] = result.shapes.get(shape, 0) + len(index)
-                result.batches += 1
-            bar.update(sum(len(b.indices) for b in loaded.batches) + len(loaded.bad))
+                launched = (batch, detector.launch(batch.canvases, batch.borders))
+                if in_flight is not None:
+                    _store(result, *in_flight, bar)
+                in_flight = launched
             waited_since = time.perf_counter()
+        if in_flight is not None:
+            _store(result, *in_flight, bar)
     finally:
         bar.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _store(result, batch, pending, bar):
+    boxes, scores, labels = pending.wait()
+    index = np.asarray(batch.indices)
+    result.boxes[index], result.scores[index], result.labels[index] = boxes, scores, labels
+    result.done[index] = True
+    shape = tuple(batch.canvases.shape[1:3])
+    result.shapes[shape] = result.shapes.get(shape, 0) + len(index)
+    result.batches += 1
+    bar.update(len(index))

@@ -25,7 +25,10 @@ class Backend(ABC):
 
     def upload(self, canvases):
         """CPU uint8 (B, H, W, 3) -> the tensor `run` takes (on the backend's device)."""
-        return canvases.to(self.device, non_blocking=True)
+        if self.device.type == 'cuda':
+            return cuda_upload(canvases, torch.cuda.current_stream(self.device),
+                               copy_stream_for(self.device))
+        return canvases.to(self.device)
 
     @abstractmethod
     def run(self, canvases):
@@ -48,6 +51,36 @@ class Backend(ABC):
     def describe(self):
         """What the run record says about this backend (versions, device, precision)."""
         return dict(backend=self.name, device=str(self.device))
+
+
+_COPY_STREAMS = {}
+
+
+def copy_stream_for(device):
+    """One side stream per GPU for host-to-device copies."""
+    if device not in _COPY_STREAMS:
+        _COPY_STREAMS[device] = torch.cuda.Stream(device)
+    return _COPY_STREAMS[device]
+
+
+def cuda_upload(cpu_tensor, compute_stream, copy_stream):
+    """Host -> GPU on `copy_stream`, so it overlaps what `compute_stream` is still doing (the
+    previous batch); `compute_stream` then waits for the copy on the GPU, never the host.
+
+    The source is pinned first (an asynchronous copy needs page-locked memory; the loader pins
+    batches already), and the result is marked as used by `compute_stream` so the allocator does
+    not hand its memory out again before the engine has read it.
+    """
+    if not cpu_tensor.is_pinned():
+        try:
+            cpu_tensor = cpu_tensor.pin_memory()
+        except RuntimeError:  # no page-locked memory left: the copy is synchronous, still right
+            pass
+    with torch.cuda.stream(copy_stream):
+        device_tensor = cpu_tensor.to(copy_stream.device, non_blocking=True)
+    compute_stream.wait_stream(copy_stream)
+    device_tensor.record_stream(compute_stream)
+    return device_tensor
 
 
 def resolve_backend_name(backend, model_path):

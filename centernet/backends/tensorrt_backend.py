@@ -30,7 +30,7 @@ import torch
 from .. import engine_build as eb
 from .. import onnx_export as ox
 from ..errors import UserError
-from .base import Backend
+from .base import Backend, cuda_upload
 
 # name -> (I/O mode, TensorRT data type) that the ONNX contract implies.
 EXPECTED_TENSORS = {ox.INPUT_NAME: ('INPUT', 'UINT8'),
@@ -43,18 +43,15 @@ class CudaStreamDevice:
     def __init__(self):
         self.device = torch.device('cuda')
         self.stream = torch.cuda.Stream()
+        # Copies to the GPU get their own stream, so the next batch's upload overlaps the
+        # engine's work on the current one (pipeline.detect_records launches it first).
+        self.copy_stream = torch.cuda.Stream()
         # The current stream from now on, so the torch decode after `run` queues behind TensorRT.
         torch.cuda.set_stream(self.stream)
 
     def upload(self, cpu_tensor):
-        """CPU -> GPU without blocking the host: from pinned memory, on the backend's stream."""
-        if not cpu_tensor.is_pinned():
-            try:
-                cpu_tensor = cpu_tensor.pin_memory()
-            except RuntimeError:  # no pinnable memory left: a plain (synchronous) copy still works
-                pass
-        with torch.cuda.stream(self.stream):
-            return cpu_tensor.to(self.device, non_blocking=True)
+        """CPU -> GPU without blocking the host, overlapping the engine's current work."""
+        return cuda_upload(cpu_tensor, self.stream, self.copy_stream)
 
     def empty(self, numel, dtype):
         with torch.cuda.stream(self.stream):
