@@ -158,8 +158,6 @@ class CenterNetHead(nn.Module):
 class CenterNet(nn.Module):
     """canvas (B, H, W, 3) uint8 BGR, H and W multiples of 32 -> (heatmap, wh, offset)."""
 
-    OUTPUT_NAMES = ('heatmap', 'wh', 'offset')
-
     def __init__(self, spec: CenterNetSpec):
         super().__init__()
         self.spec = spec
