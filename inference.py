@@ -32,7 +32,8 @@ def parse_args(argv):
                        help='torch backend: fp16 on CUDA (default), fp32 on CPU')
     model.add_argument('--input_name', help='checked against the model\'s input name (canvas)')
     model.add_argument('--threads', type=int, default=0, help='ONNX Runtime intra-op threads')
-    add_bool_flag(model, '--cuda_graph', 'torch backend on CUDA: replay CUDA graphs per shape')
+    add_bool_flag(model, '--cuda_graph', 'torch backend on CUDA: replay one CUDA graph per input '
+                  'shape (for --perf_only; a COCO run has hundreds of shapes)')
 
     data = parser.add_argument_group('data')
     data.add_argument('--datasets', default=os.environ.get('DATASETS_DIR'),

@@ -61,7 +61,7 @@ prepare_backend() {
     torch)
       [ -f "$CHECKPOINT" ] || die "checkpoint $CHECKPOINT not found; download it with: scripts/prepare.sh --only checkpoint"
       echo "== backend: PyTorch CUDA FP16 (TensorRT is not installed; see README, \"TensorRT\")"
-      MODEL_ARGS=(--backend torch --weight "$CHECKPOINT" --cfg "$CONFIG" --device cuda --precision fp16 --cuda_graph)
+      MODEL_ARGS=(--backend torch --weight "$CHECKPOINT" --cfg "$CONFIG" --device cuda --precision fp16)
       ;;
     onnxruntime)
       require_onnx

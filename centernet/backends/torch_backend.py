@@ -66,17 +66,24 @@ class CudaGraphCache:
 
     Each graph owns its static input/output tensors; `__call__` copies the batch into the static
     input, replays, and returns the static outputs (valid until the next call with that shape).
+    A shape is captured the second time it comes (a COCO run has many shapes seen once) and at
+    most `max_graphs` are kept; other calls run eagerly.
     """
 
-    def __init__(self, forward, warmup_iterations=3):
+    def __init__(self, forward, warmup_iterations=3, max_graphs=32):
         self.forward = forward
         self.warmup_iterations = warmup_iterations
+        self.max_graphs = max_graphs
         self.graphs = {}
+        self.seen = {}
         self.pool = None
 
     def __call__(self, canvases):
         key = tuple(canvases.shape)
         if key not in self.graphs:
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if self.seen[key] < 2 or len(self.graphs) >= self.max_graphs:
+                return self.forward(canvases)
             self.graphs[key] = self._capture(canvases)
         graph, static_input, static_outputs = self.graphs[key]
         static_input.copy_(canvases, non_blocking=True)
