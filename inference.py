@@ -40,8 +40,9 @@ def parse_args(argv):
                       help='COCO folder: annotations/instances_val2017.json + images/val2017/ '
                            '(default: $DATASETS_DIR)')
     data.add_argument('--batchsize', type=int, default=32)
-    data.add_argument('--workers', type=int, default=2, help='image decoding processes')
-    data.add_argument('--limit', type=int, help='only the first N images (smoke runs)')
+    data.add_argument('--workers', type=int, default=2, help='image-decoding threads (0: decode in the main thread)')
+    data.add_argument('--limit', type=int, help='only the first N images (accuracy: smoke runs; '
+                      'performance: the pipeline tier, default 1000)')
     add_bool_flag(data, '--skip_bad_images', 'count unreadable images as having no detections')
 
     out = parser.add_argument_group('results')

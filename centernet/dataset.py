@@ -4,7 +4,8 @@
     FolderImageSet   a picture or a folder of pictures, no annotations (the demo)
     CanvasBatchSampler  batches of images that share one canvas shape: no batch padding, so every
                      image is computed exactly as at batch size 1 (mmdet's test setting)
-    CanvasDataset    record -> (canvas, border); a bad file is reported, not raised
+    ImageReader      record -> decoded image; a bad file is reported, not raised
+    paste_batch      images -> one canvas buffer per shape (preprocess.CenterCanvas.paste)
     PrefetchLoader   batches loaded by background threads, bounded prefetch, optional pinned memory
 """
 
@@ -17,7 +18,6 @@ from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .errors import UserError
@@ -151,11 +151,11 @@ class BadImage:
     reason: str
 
 
-class CanvasDataset:
-    """record index -> (index, canvas uint8 HWC, border float32[4], decoded (h, w)) or BadImage."""
+class ImageReader:
+    """record index -> (index, decoded image HWC BGR uint8) or BadImage (reported, not raised)."""
 
-    def __init__(self, records, canvas):
-        self.records, self.canvas = records, canvas
+    def __init__(self, records):
+        self.records = records
 
     def __len__(self):
         return len(self.records)
@@ -163,39 +163,42 @@ class CanvasDataset:
     def __getitem__(self, index):
         record = self.records[index]
         try:
-            image = read_image(record.path)
+            return index, read_image(record.path)
         except BadImageError as exc:
             return BadImage(index, record.path, exc.reason)
-        canvas, border = self.canvas(image)
-        return index, canvas, border, image.shape[:2]
 
 
 @dataclass
 class CanvasBatch:
-    indices: list          # record indices, in batch order
+    indices: list           # record indices, in batch order
     canvases: torch.Tensor  # (B, H, W, 3) uint8
     borders: torch.Tensor   # (B, 4) float32
-    sizes: list            # decoded (h, w) per image
 
 
 @dataclass
 class LoadedBatch:
-    batches: list          # CanvasBatch per distinct canvas shape (almost always one)
-    bad: list              # BadImage entries
+    batches: list           # CanvasBatch per distinct canvas shape (almost always one)
+    bad: list               # BadImage entries
 
 
-def collate_canvases(items):
-    """Stack same-shape canvases; a batch with several shapes (wrong size hint) is split."""
+def paste_batch(items, canvas, pin_memory=False):
+    """Decoded images -> canvas batches, pasted straight into one (optionally pinned) buffer per
+    canvas shape: no per-image canvas and no extra stacking copy. A batch whose images need
+    several canvas shapes (a wrong size hint, EXIF rotation) is split by shape."""
     bad = [item for item in items if isinstance(item, BadImage)]
     by_shape = OrderedDict()
     for item in items:
         if not isinstance(item, BadImage):
-            by_shape.setdefault(item[1].shape, []).append(item)
-    batches = [CanvasBatch(indices=[item[0] for item in group],
-                           canvases=torch.from_numpy(np.stack([item[1] for item in group])),
-                           borders=torch.from_numpy(np.stack([item[2] for item in group])),
-                           sizes=[item[3] for item in group])
-               for group in by_shape.values()]
+            by_shape.setdefault(canvas.shape(*item[1].shape[:2]), []).append(item)
+    batches = []
+    for (height, width), group in by_shape.items():
+        canvases = torch.empty((len(group), height, width, 3), dtype=torch.uint8,
+                               pin_memory=pin_memory)  # page-locked: async copies to the GPU
+        borders = torch.empty((len(group), 4), dtype=torch.float32, pin_memory=pin_memory)
+        target, border_rows = canvases.numpy(), borders.numpy()
+        for row, (_, image) in enumerate(group):
+            border_rows[row] = canvas.paste(image, target[row])
+        batches.append(CanvasBatch([index for index, _ in group], canvases, borders))
     return LoadedBatch(batches, bad)
 
 
@@ -208,20 +211,15 @@ class PrefetchLoader:
     ONNX Runtime run (tools/benchmark_cpu.py).
     """
 
-    def __init__(self, dataset, batches, workers=2, prefetch=4, pin_memory=False):
-        self.dataset, self.batches = dataset, batches
+    def __init__(self, reader, canvas, batches, workers=2, prefetch=4, pin_memory=False):
+        self.reader, self.canvas, self.batches = reader, canvas, batches
         self.workers, self.prefetch, self.pin_memory = workers, max(prefetch, 1), pin_memory
 
     def __len__(self):
         return len(self.batches)
 
     def _load(self, indices):
-        loaded = collate_canvases([self.dataset[i] for i in indices])
-        if self.pin_memory:  # page-locked: the copy to the GPU can overlap compute
-            for batch in loaded.batches:
-                batch.canvases = batch.canvases.pin_memory()
-                batch.borders = batch.borders.pin_memory()
-        return loaded
+        return paste_batch([self.reader[i] for i in indices], self.canvas, self.pin_memory)
 
     def __iter__(self):
         if self.workers == 0:
@@ -245,5 +243,5 @@ class PrefetchLoader:
 def make_loader(records, canvas, batch_size, workers=2, prefetch_batches=4, pin_memory=False):
     """Canvas-shape batches of `records`, decoded by `workers` threads (0: in the caller)."""
     sampler = CanvasBatchSampler(records, canvas, batch_size)
-    return PrefetchLoader(CanvasDataset(records, canvas), sampler.batches, workers=workers,
+    return PrefetchLoader(ImageReader(records), canvas, sampler.batches, workers=workers,
                           prefetch=prefetch_batches, pin_memory=pin_memory)

@@ -88,6 +88,8 @@ def decode_heads(heatmap, wh, offset, borders, stride=4, topk=100, kernel=3):
     boxes = torch.stack([(xs - wh[..., 0] / 2) * ratio, (ys - wh[..., 1] / 2) * ratio,
                          (xs + wh[..., 0] / 2) * ratio, (ys + wh[..., 1] / 2) * ratio], dim=2)
     borders = torch.as_tensor(borders, dtype=torch.float32, device=boxes.device)
-    boxes = boxes - borders[:, [2, 0, 2, 0]].unsqueeze(1)
+    # [left, top, left, top] by slicing (a list index would sync with the GPU every batch).
+    left_top = torch.cat([borders[:, 2:3], borders[:, 0:1]], dim=1).repeat(1, 2)
+    boxes = boxes - left_top.unsqueeze(1)
     return boxes, scores, labels
 

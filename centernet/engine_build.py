@@ -176,12 +176,6 @@ class OnnxSource:
     metadata: dict
 
 
-def fp16_sibling(path):
-    """Where the on-the-fly FP16 ONNX goes: export.py --precision both's name for it."""
-    path = Path(path)
-    return path.with_name(path.stem + '_fp16' + path.suffix)
-
-
 def prepare_onnx(onnx_path, precision, log=print):
     """Check the ONNX is ours and of the requested precision; make the FP16 form when asked for
     fp16 and given the FP32 export."""
@@ -198,7 +192,7 @@ def prepare_onnx(onnx_path, precision, log=print):
         if precision == 'fp32':
             raise UserError(f'{onnx_path} is the FP16 ONNX, and an fp32 engine needs the FP32 one: '
                             'pass the FP32 export (export.py --precision fp32) or --precision fp16')
-        parsed = fp16_sibling(onnx_path)
+        parsed = ox.fp16_sibling(onnx_path)
         log(f'{onnx_path} is the FP32 ONNX: writing its mixed-precision FP16 form to {parsed} '
             '(onnx_export.convert_fp16) and building from that')
         ox.convert_fp16(onnx_path, parsed, log=log)

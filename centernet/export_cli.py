@@ -16,11 +16,6 @@ CHECK_SHAPES = ((1, 512, 672), (3, 384, 544))
 TOLERANCE = {'fp32': 1e-4, 'fp16': 5e-3}
 
 
-def fp16_path_for(path):
-    path = Path(path)
-    return path.with_name(path.stem + '_fp16' + path.suffix)
-
-
 def export(args):
     spec = load_spec(args.cfg)
     start = time.perf_counter()
@@ -39,7 +34,7 @@ def export(args):
         if args.precision != 'fp16':
             written.append(('fp32', fp32_path))
         if args.precision in ('fp16', 'both'):
-            fp16_path = output if args.precision == 'fp16' else fp16_path_for(output)
+            fp16_path = output if args.precision == 'fp16' else ox.fp16_sibling(output)
             ox.convert_fp16(fp32_path, fp16_path)
             written.append(('fp16', fp16_path))
     finally:

@@ -12,6 +12,9 @@ from .pipeline import Detector, detect_records
 from .report import environment, format_table
 
 
+PERF_PIPELINE_IMAGES = 1000  # the pipeline tier's default sample (--limit changes it)
+
+
 def run(args):
     if args.batchsize < 1:
         raise UserError(f'--batchsize must be at least 1, got {args.batchsize}')
@@ -103,7 +106,7 @@ def run_performance(detector, args):
     if args.datasets:
         from .dataset import CocoImageSet
         images = CocoImageSet(args.datasets, backend.classes)
-        records = images.records[:args.limit] if args.limit else images.records
+        records = images.records[:args.limit or PERF_PIPELINE_IMAGES]
         detections = detect_records(detector, records, batch, workers=args.workers,
                                     skip_bad_images=True, progress=not args.quiet,
                                     description='pipeline')

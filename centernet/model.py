@@ -27,16 +27,18 @@ class DataPreprocessor(nn.Module):
 
     def __init__(self, mean, std, bgr_to_rgb):
         super().__init__()
-        self.bgr_to_rgb = bgr_to_rgb
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
+        # A buffer, not a Python list index: a list would be copied to the GPU on every call
+        # (a host sync, and an error inside CUDA graph capture). Exports as one Gather.
+        self.register_buffer('channel_order', torch.tensor([2, 1, 0] if bgr_to_rgb else [0, 1, 2]),
+                             persistent=False)
 
     def forward(self, canvas):
-        x = canvas.permute(0, 3, 1, 2).float()
-        if self.bgr_to_rgb:
-            x = x[:, [2, 1, 0]]
+        # Cast first: TensorRT accepts a uint8 input only when it feeds a Cast directly.
+        x = canvas.float().permute(0, 3, 1, 2).index_select(1, self.channel_order)
         # True division by std (mmengine's order), not multiplication by 1/std: bit-exact parity.
         return (x - self.mean) / self.std
 
@@ -149,10 +151,8 @@ class CenterNetHead(nn.Module):
         return (self._branch(self.heatmap_head, x).sigmoid(), self._branch(self.wh_head, x),
                 self._branch(self.offset_head, x))
 
-    def keep_outputs_fp32(self):
-        """After model.half(): the last conv of each branch (and so the sigmoid) back to FP32."""
-        for branch in (self.heatmap_head, self.wh_head, self.offset_head):
-            branch[2].float()
+    def last_convs(self):
+        return [branch[2] for branch in (self.heatmap_head, self.wh_head, self.offset_head)]
 
 
 class CenterNet(nn.Module):
@@ -169,6 +169,46 @@ class CenterNet(nn.Module):
 
     def forward(self, canvas):
         return self.forward_normalized(self.data_preprocessor(canvas))
+
+    def fuse_batchnorm(self):
+        """Fold every BatchNorm into the conv before it, in FP32 (inference only; the GPU path).
+
+        Fewer kernels, and FP16 weights made from folded FP32 values rather than FP16 BN
+        arithmetic. The CPU reference path keeps BN separate, as mmdet does, to stay bit-exact.
+        """
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        def fold(parent, conv_name, bn_name):
+            conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+            fused = fuse_conv_bn_eval(conv.eval(), bn.eval(),
+                                      transpose=isinstance(conv, nn.ConvTranspose2d))
+            setattr(parent, conv_name, fused)
+            setattr(parent, bn_name, nn.Identity())
+
+        fold(self.backbone, 'conv1', 'bn1')
+        for block in self.backbone.modules():
+            if isinstance(block, BasicBlock):
+                fold(block, 'conv1', 'bn1')
+                fold(block, 'conv2', 'bn2')
+                if block.downsample is not None:
+                    fold(block.downsample, '0', '1')
+        for module in self.neck.deconv_layers:
+            fold(module, 'conv', 'bn')
+        return self
+
+    def to_mixed_precision(self, dtype=torch.float16):
+        """The network in `dtype` except the FP32 islands of the FP16 ONNX
+        (onnx_export.fp32_islands): normalisation and the heads' last 1x1 convs + sigmoid.
+
+        Module by module, never model.half() then back: a round trip through FP16 would change
+        mean 123.675 to 123.6875 and the kept weights to FP16 values.
+        """
+        kept = set(self.bbox_head.last_convs())
+        for module in (self.backbone, self.neck, self.bbox_head):
+            for child in module.modules():
+                if child not in kept and not list(child.children()):
+                    child.to(dtype)
+        return self
 
     def forward_normalized(self, x):
         """The network proper, on a normalised NCHW float batch (cast to the weights' dtype)."""

@@ -115,6 +115,12 @@ def _set_metadata(proto, entries):
         proto.metadata_props.add(key=key, value=value)
 
 
+def fp16_sibling(path):
+    """Where the FP16 ONNX made from `path` goes: centernet.onnx -> centernet_fp16.onnx."""
+    path = Path(path)
+    return path.with_name(path.stem + '_fp16' + path.suffix)
+
+
 def fp32_islands(proto):
     """Nodes that stay FP32 in the FP16 graph, and why.
 

@@ -66,12 +66,17 @@ class CenterCanvas:
         """Canvas (height, width) for an image of this size: always a multiple of 32, > the side."""
         return self.spec.canvas_side(height), self.spec.canvas_side(width)
 
-    def __call__(self, image):
+    def paste(self, image, canvas):
+        """Fill `canvas` (its shape is self.shape(h, w) + (3,)) and paste `image` centred on it;
+        returns the border. The loader pastes straight into its batch buffer this way."""
         height, width = image.shape[:2]
-        canvas_h, canvas_w = self.shape(height, width)
+        canvas_h, canvas_w = canvas.shape[:2]
         top, left = canvas_h // 2 - height // 2, canvas_w // 2 - width // 2
-        canvas = np.empty((canvas_h, canvas_w, 3), np.uint8)
         canvas[...] = self.fill
         canvas[top:top + height, left:left + width] = image
-        border = np.array([top, top + height, left, left + width], np.float32)
-        return canvas, border
+        return np.array([top, top + height, left, left + width], np.float32)
+
+    def __call__(self, image):
+        """image -> (canvas, border) for one image."""
+        canvas = np.empty(self.shape(*image.shape[:2]) + (3,), np.uint8)
+        return canvas, self.paste(image, canvas)

@@ -48,9 +48,10 @@ else:
 PY
 }
 
-# Sets MODEL_ARGS for inference.py and says which path runs.
+# Sets MODEL_ARGS for inference.py (and the performance defaults) and says which path runs.
 prepare_backend() {
   local backend="$1"
+  DEFAULT_WARMUP=20 DEFAULT_ITERATIONS=200 DEFAULT_PERF_IMAGES=1000
   case "$backend" in
     tensorrt)
       require_onnx
@@ -67,6 +68,8 @@ prepare_backend() {
       require_onnx
       echo "== backend: ONNX Runtime on the CPU, FP32 ONNX (no CUDA GPU found; FP16 needs one)"
       MODEL_ARGS=(--engine "$ONNX_FP32")
+      # A CPU does a few images a second: time a few batches, not 200.
+      DEFAULT_WARMUP=1 DEFAULT_ITERATIONS=5 DEFAULT_PERF_IMAGES=64
       ;;
     *) die "BACKEND=$backend: choose tensorrt, torch or onnxruntime" ;;
   esac

@@ -93,3 +93,11 @@ def test_parity_failure_exits_nonzero(tmp_path, checkpoint_path, monkeypatch, ca
                                str(tmp_path / 'x.onnx'), '--no-simplify'])
     assert code.value.code == 1
     assert 'disagree beyond tolerance' in capsys.readouterr().out
+
+
+def test_uint8_input_feeds_a_cast_directly(onnx_paths):
+    """TensorRT takes a uint8 network input only when a Cast consumes it directly."""
+    for path in onnx_paths.values():
+        graph = onnx.load(str(path)).graph
+        consumers = [n.op_type for n in graph.node if 'canvas' in n.input]
+        assert consumers == ['Cast'], (path.name, consumers)

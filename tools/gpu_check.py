@@ -15,9 +15,11 @@ Prints tables and writes --json. Needs a CUDA GPU; TensorRT is optional.
 """
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -65,30 +67,54 @@ def make_inputs(folder, weight, images):
     return weight, fp32, fp16, FolderImageSet(pictures).records
 
 
-def open_gpu_backends(weight, fp16_onnx, folder, cpu_smoke=False):
+def backend_factories(weight, fp16_onnx, folder, cpu_smoke=False):
+    """(name, opener) per backend to check, TensorRT last: it makes its own stream current."""
     from centernet.backends.torch_backend import TorchBackend
     if cpu_smoke:  # the script's plumbing on a machine without a GPU (tests/test_tools.py)
-        return {'torch-cpu-fp32': TorchBackend(CONFIG, weight, device='cpu')}
-    backends = {}
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    backends['torch-cuda-fp32'] = TorchBackend(CONFIG, weight, device='cuda', precision='fp32',
-                                               cuda_graph=False)
-    backends['torch-cuda-fp16'] = TorchBackend(CONFIG, weight, device='cuda', precision='fp16',
-                                               cuda_graph=True)
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
+        return [('torch-cpu-fp32', lambda: TorchBackend(CONFIG, weight, device='cpu'))]
+
+    def torch_fp32():
+        torch.backends.cudnn.allow_tf32 = False  # FP32 proper, comparable with the CPU
+        torch.backends.cuda.matmul.allow_tf32 = False
+        return TorchBackend(CONFIG, weight, device='cuda', precision='fp32', cuda_graph=False)
+
+    def torch_fp16():
+        return TorchBackend(CONFIG, weight, device='cuda', precision='fp16', cuda_graph=True)
+
+    def tensorrt_fp16():
+        from centernet import engine_build as eb
+        from centernet.backends.tensorrt_backend import TrtBackend
+        engine = folder / 'centernet_fp16.engine'
+        start = time.perf_counter()
+        eb.build_engine(fp16_onnx, engine, 'fp16', eb.Profile())
+        print(f'TensorRT FP16 engine built in {time.perf_counter() - start:.0f} s')
+        return TrtBackend(engine)
+
+    factories = [('torch-cuda-fp32', torch_fp32), ('torch-cuda-fp16', torch_fp16)]
+    if importlib.util.find_spec('tensorrt'):
+        factories.append(('tensorrt-fp16', tensorrt_fp16))
+    else:
         print('tensorrt not importable: TensorRT rows skipped')
-        return backends
-    from centernet import engine_build as eb
-    from centernet.backends.tensorrt_backend import TrtBackend
-    engine = folder / 'centernet_fp16.engine'
-    start = time.perf_counter()
-    eb.build_engine(fp16_onnx, engine, 'fp16', eb.Profile())
-    print(f'TensorRT FP16 engine built in {time.perf_counter() - start:.0f} s')
-    backends['tensorrt-fp16'] = TrtBackend(engine)
-    return backends
+    return factories
+
+
+def check_backend(name, backend, reference, records, args):
+    """Parity against the reference, then the three tiers; returns (parity, performance)."""
+    detector = Detector(backend)
+    result = detect_records(detector, records, args.batchsize, progress=False)
+    strict = match_rate(reference, result, *STRICT)
+    loose = match_rate(reference, result, *FP16)
+    parity = dict(strict=strict, fp16_tolerance=loose, tolerances=dict(strict=STRICT, fp16=FP16))
+    warmup = min(10, args.iterations)
+    engine = time_engine(backend, args.batchsize, warmup=warmup, iterations=args.iterations)
+    engine_io = time_engine_io(detector, args.batchsize, warmup=warmup,
+                               iterations=args.iterations)
+    pipeline = detect_records(detector, records, args.batchsize, progress=False)
+    performance = dict(engine=engine, engine_io=engine_io,
+                       pipeline=dict(fps=len(records) / pipeline.seconds,
+                                     loader_wait_seconds=pipeline.wait_seconds),
+                       backend=backend.describe())
+    return parity, performance
 
 
 def main():
@@ -109,27 +135,20 @@ def main():
         weight, fp32, fp16, records = make_inputs(folder, args.weight, args.images)
         from centernet.backends.onnxruntime_backend import OrtBackend
         reference = detect_records(Detector(OrtBackend(fp32)), records, 8, progress=False)
-        backends = open_gpu_backends(weight, fp16, folder, args.cpu_smoke)
         rows = []
-        for name, backend in backends.items():
-            detector = Detector(backend)
-            result = detect_records(detector, records, args.batchsize, progress=False)
-            strict = match_rate(reference, result, *STRICT)
-            loose = match_rate(reference, result, *FP16)
+        report['failures'] = {}
+        for name, open_backend in backend_factories(weight, fp16, folder, args.cpu_smoke):
+            try:  # one broken backend must not hide the others' numbers
+                parity, performance = check_backend(name, open_backend(), reference, records,
+                                                    args)
+            except Exception as exc:  # noqa: BLE001 - reported, the check goes on
+                report['failures'][name] = f'{type(exc).__name__}: {exc}'
+                print(f'{name}: FAILED: {type(exc).__name__}: {exc}')
+                traceback.print_exc()
+                continue
+            report['parity'][name], report['performance'][name] = parity, performance
+            strict, loose = parity['strict'], parity['fp16_tolerance']
             rows.append([name, f'{strict[0]:.2%}', f'{loose[0]:.2%}', strict[2]])
-            report['parity'][name] = dict(strict=strict, fp16_tolerance=loose,
-                                          tolerances=dict(strict=STRICT, fp16=FP16))
-            warmup = min(10, args.iterations)
-            engine = time_engine(backend, args.batchsize, warmup=warmup,
-                                 iterations=args.iterations)
-            engine_io = time_engine_io(detector, args.batchsize, warmup=warmup,
-                                       iterations=args.iterations)
-            pipeline = detect_records(detector, records, args.batchsize, progress=False)
-            report['performance'][name] = dict(
-                engine=engine, engine_io=engine_io,
-                pipeline=dict(fps=len(records) / pipeline.seconds,
-                              loader_wait_seconds=pipeline.wait_seconds),
-                backend=backend.describe())
         print(format_table(['backend', f'match <= {STRICT}', f'match <= {FP16}', 'detections'],
                            rows, title='detections vs ONNX Runtime CPU FP32 (label, box px, score)'))
         gflops = model_gflops(load_spec(CONFIG))
@@ -146,7 +165,8 @@ def main():
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, report, indent=1)
     print(f'report: {args.json}')
+    return 1 if report['failures'] else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

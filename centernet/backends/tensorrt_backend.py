@@ -1,11 +1,12 @@
 """A TensorRT engine (.engine / .plan, from build_engine.py) behind the Backend interface.
 
 Streams and synchronisation
-    Every piece of GPU work of this backend goes on one non-default CUDA stream, a
-    torch.cuda.Stream, which the backend makes the thread's current torch stream when it opens
-    (TensorRT advises against the legacy default stream: it adds synchronisation). The upload, the
-    engine's execute_async_v3 and the torch decode that runs afterwards on the returned tensors are
-    then ordered by the stream itself: no event and no host wait between them. The host waits only
+    The engine runs on one non-default CUDA stream, a torch.cuda.Stream, which the backend makes
+    the thread's current torch stream when it opens (TensorRT advises against the legacy default
+    stream: it adds synchronisation). Uploads go on a second stream (base.cuda_upload), so the next
+    batch's copy overlaps this batch's compute; the engine stream waits for the copy on the GPU.
+    The engine's execute_async_v3 and the torch decode that runs afterwards on the returned tensors
+    are ordered by the engine stream itself: no event and no host wait between them. The host waits only
     when results are copied to the CPU (`.cpu()` synchronises) or on `synchronize()`.
     If the caller has since made another stream current, `run` makes the engine's stream wait for
     that stream before TensorRT starts, and that stream wait for TensorRT before `run` returns, so
@@ -38,7 +39,7 @@ EXPECTED_TENSORS = {ox.INPUT_NAME: ('INPUT', 'UINT8'),
 
 
 class CudaStreamDevice:
-    """The backend's CUDA side: one non-default stream, and memory on the current GPU."""
+    """The backend's CUDA side: an engine stream, a copy stream, and memory on the current GPU."""
 
     def __init__(self):
         self.device = torch.device('cuda')

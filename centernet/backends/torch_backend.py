@@ -29,15 +29,18 @@ class TorchBackend(Backend):
         self.precision = precision or ('fp16' if device.type == 'cuda' else 'fp32')
         if self.precision == 'fp16' and device.type != 'cuda':
             raise UserError('FP16 on the torch backend needs a CUDA GPU; use fp32 on the CPU')
+        if device.type == 'cuda' and device.index is not None:
+            torch.cuda.set_device(device)  # graphs, events and streams use the current device
+        if device.type == 'cuda':
+            model = model.fuse_batchnorm()
         model = model.to(device)
         if self.precision == 'fp16':
-            # The network in FP16, NHWC (tensor cores); normalisation and the heads' last convs
-            # stay FP32, the same islands as the FP16 ONNX (onnx_export.fp32_islands).
-            model = model.half().to(memory_format=torch.channels_last)
-            model.data_preprocessor.float()
-            model.bbox_head.keep_outputs_fp32()
-        self.model = model
+            # FP16 except normalisation and the heads' last convs: the FP16 ONNX's islands.
+            model = model.to_mixed_precision(torch.float16)
         self.channels_last = device.type == 'cuda'
+        if self.channels_last:  # NHWC: what cuDNN's tensor-core kernels want
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
         self.graphs = CudaGraphCache(self._forward) if device.type == 'cuda' and cuda_graph \
             else None
 
@@ -65,7 +68,9 @@ class CudaGraphCache:
     """One captured CUDA graph per input shape: replay costs one launch instead of ~70 kernels.
 
     Each graph owns its static input/output tensors; `__call__` copies the batch into the static
-    input, replays, and returns the static outputs (valid until the next call with that shape).
+    input, replays, and returns the static outputs. The graphs share one memory pool, so those
+    outputs are valid only until the next call of *any* shape: consume them (decode) on the same
+    stream before the next call, as pipeline.Detector does.
     A shape is captured the second time it comes (a COCO run has many shapes seen once) and at
     most `max_graphs` are kept; other calls run eagerly.
     """
@@ -99,7 +104,8 @@ class CudaGraphCache:
                 self.forward(static_input)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # thread_local: the loader threads may pin memory while this thread captures.
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode='thread_local'):
             static_outputs = self.forward(static_input)
         self.pool = graph.pool()  # graphs share one memory pool
         return graph, static_input, static_outputs
