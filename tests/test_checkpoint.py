@@ -87,6 +87,7 @@ class _Exploit:
         return (os.system, ('echo pwned',))
 
 
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
 def test_pickle_needing_code_is_refused(tmp_path, seeded_weights):
     path = _save(tmp_path / 'evil.pth', {'state_dict': dict(seeded_weights), 'meta': _Exploit()})
     with pytest.raises(UserError, match=r'refused: the file needs arbitrary code to unpickle '
