@@ -45,7 +45,7 @@ def run_demo(detector, args):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f'cannot create output folder {out}: {exc.strerror}') from None
-    detections = detect_records(detector, images.records, args.batchsize, workers=0,
+    detections = detect_records(detector, images.records, args.batchsize, workers=args.workers,
                                 skip_bad_images=args.skip_bad_images, progress=not args.quiet,
                                 description='pictures')
     classes = detector.backend.classes
