@@ -140,3 +140,28 @@ def test_detections_equal_mmdet_batch1(golden, spec, model, onnx_paths, kind, ba
                 result.labels[record.index])
         theirs = (arrays[f'{key}/boxes'], arrays[f'{key}/scores'], arrays[f'{key}/labels'])
         assert_same_detections(ours, theirs, what=f'{kind} batch {batch_size} {key}')
+
+
+def test_exif_rotated_image_with_pre_rotation_size_hint(golden, spec, onnx_paths):
+    """Real COCO annotation files give the stored (pre-EXIF) size; OpenCV returns the rotated
+    image. The wrong size hint must only split the batch, never change a detection."""
+    meta, arrays = golden
+    from centernet.backends.onnxruntime_backend import OrtBackend
+    records = []
+    for i, image in enumerate(meta['images']):
+        height, width = image['height'], image['width']
+        if image['file_name'].startswith('exif6'):
+            height, width = width, height  # the stored JPEG is 200 wide, 120 high
+        records.append(ImageRecord(i, image['id'], str(GOLDEN / 'images' / image['file_name']),
+                                   height, width))
+    exif = next(r for r in records if 'exif6' in r.path)
+    assert (exif.height, exif.width) == (120, 200)
+    result = detect_records(Detector(OrtBackend(onnx_paths['fp32'])), records, 13, workers=2,
+                            progress=False)
+    assert result.done.all()
+    for record, image in zip(records, meta['images']):
+        key = _stem(image['file_name'])
+        ours = (result.boxes[record.index], result.scores[record.index],
+                result.labels[record.index])
+        theirs = (arrays[f'{key}/boxes'], arrays[f'{key}/scores'], arrays[f'{key}/labels'])
+        assert_same_detections(ours, theirs, what=key)
