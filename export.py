@@ -24,6 +24,10 @@ def parse_args(argv):
                              'builds; both writes OUTPUT and OUTPUT with a _fp16 suffix')
     parser.add_argument('--static', type=parse_shape, metavar='BxHxW',
                         help='fixed input shape instead of dynamic batch/height/width')
+    parser.add_argument('--end2end', action='store_true',
+                        help='decode inside the graph: inputs canvas + borders, outputs boxes, '
+                             'scores, labels (100 per image), for serving stacks; inference.py '
+                             'and build_engine.py take the default heads graph')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (default 17)')
     parser.add_argument('--no-simplify', dest='simplify', action='store_false',
                         help='skip onnxsim')

@@ -26,12 +26,13 @@ def topk_peaks(heatmap, topk=100, kernel=3, candidates_per_peak=16):
     raw scores and tests only those for being peaks. That is exact whenever at least `topk` of them
     are peaks and the topk-th peak scores strictly above the smallest candidate: every peak above
     that value is then among the candidates. Otherwise (few objects, flat maps) it falls back to
-    the full test. On a GPU the full test is cheap and needs no host sync, so it always runs.
+    the full test. On a GPU the full test is cheap and needs no host sync, so it always runs;
+    `candidates_per_peak=0` forces it anywhere (an exported graph must not branch on data).
     """
     batch, _, height, width = heatmap.shape
     flat = heatmap.reshape(batch, -1)
     count = topk * candidates_per_peak
-    if heatmap.device.type == 'cpu' and count < flat.shape[1]:
+    if candidates_per_peak and heatmap.device.type == 'cpu' and count < flat.shape[1]:
         values, index = flat.topk(count)
         is_peak = values >= _window_max(flat, index, height, width, kernel)
         peak_values = values.masked_fill(~is_peak, float('-inf'))
@@ -57,7 +58,8 @@ def _window_max(flat, index, height, width, kernel):
     return values.masked_fill(~inside, float('-inf')).amax(dim=-1)
 
 
-def decode_heads(heatmap, wh, offset, borders, stride=4, topk=100, kernel=3):
+def decode_heads(heatmap, wh, offset, borders, stride=4, topk=100, kernel=3,
+                 candidates_per_peak=16):
     """Decode a batch of CenterNet heads.
 
     Args:
@@ -70,7 +72,7 @@ def decode_heads(heatmap, wh, offset, borders, stride=4, topk=100, kernel=3):
     """
     heatmap, wh, offset = heatmap.float(), wh.float(), offset.float()
     batch, _, height, width = heatmap.shape
-    scores, index = topk_peaks(heatmap, topk, kernel)
+    scores, index = topk_peaks(heatmap, topk, kernel, candidates_per_peak)
     labels = index // (height * width)
     spatial = index % (height * width)
     ys = spatial // width

@@ -14,6 +14,9 @@ from .report import environment, format_table
 CHECK_SHAPES = ((1, 512, 672), (3, 384, 544))
 # max |ONNX - reference| <= tolerance * max(1, max |reference|), per output.
 TOLERANCE = {'fp32': 1e-4, 'fp16': 5e-3}
+# --end2end graphs are compared as detection sets (compare.match_detections): (box px, score)
+# tolerances, and the share of PyTorch's detections the ONNX must reproduce.
+END2END_TOLERANCE = {'fp32': ((1e-3, 1e-5), 1.0), 'fp16': ((1.0, 5e-3), 0.98)}
 
 
 def export(args):
@@ -30,7 +33,7 @@ def export(args):
     written = []
     try:
         ox.export_fp32(model, fp32_path, opset=args.opset, static_shape=args.static,
-                       simplify=args.simplify, classes=classes)
+                       simplify=args.simplify, classes=classes, end2end=args.end2end)
         if args.precision != 'fp16':
             written.append(('fp32', fp32_path))
         if args.precision in ('fp16', 'both'):
@@ -50,13 +53,16 @@ def export(args):
     failed = False
     for precision, path in written:
         entry = dict(path=str(path), sha256=sha256_of(path), bytes=path.stat().st_size)
-        if args.check:
+        if args.check and args.end2end:
+            rows, ok = check_end2end_parity(model, path, precision, args.static)
+            headers = ['shape BxHxW', 'matched', 'required', 'share', 'needed', 'ok']
+        elif args.check:
             rows, ok = check_parity(model, path, precision, args.static)
-            print(format_table(['shape BxHxW', 'output', 'max |diff|', 'max |ref|', 'tolerance',
-                                'ok'], rows, title=f'{precision} ONNX (ONNX Runtime CPU) vs '
+            headers = ['shape BxHxW', 'output', 'max |diff|', 'max |ref|', 'tolerance', 'ok']
+        if args.check:
+            print(format_table(headers, rows, title=f'{precision} ONNX (ONNX Runtime CPU) vs '
                                'PyTorch FP32'))
-            entry['parity'] = [dict(zip(('shape', 'output', 'max_abs_diff', 'max_abs_ref',
-                                         'tolerance', 'ok'), row)) for row in rows]
+            entry['parity'] = [dict(zip(headers, row)) for row in rows]
             failed |= not ok
         report['outputs'][precision] = entry
     write_json(output.with_suffix('.export.json'), report, indent=1)
@@ -64,6 +70,29 @@ def export(args):
         print('error: ONNX Runtime and PyTorch disagree beyond tolerance (see table)')
         return 1
     return 0
+
+
+def check_end2end_parity(model, path, precision, static_shape=None):
+    """An --end2end graph's detections vs PyTorch's (network + decode), as sets."""
+    import numpy as np
+    from .compare import match_detections
+    (box_tol, score_tol), needed = END2END_TOLERANCE[precision]
+    rows, ok = [], True
+    for shape in (static_shape,) if static_shape else CHECK_SHAPES:
+        canvases = ox.random_canvases(*shape)
+        borders = np.tile(np.float32([[7, shape[1] - 9, 5, shape[2] - 11]]), (shape[0], 1))
+        reference = ox.run_torch(model, canvases, borders)
+        got = ox.run_onnxruntime(path, canvases, borders)
+        matched = required = 0
+        for i in range(shape[0]):
+            m, r = match_detections(*(x[i] for x in reference), *(x[i] for x in got),
+                                    box_tol=box_tol, score_tol=score_tol)
+            matched, required = matched + m, required + r
+        share = matched / max(required, 1)
+        rows.append(['x'.join(map(str, shape)), matched, required, share, needed,
+                     'yes' if share >= needed else 'NO'])
+        ok &= share >= needed
+    return rows, ok
 
 
 def check_parity(model, path, precision, static_shape=None):

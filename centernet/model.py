@@ -216,6 +216,22 @@ class CenterNet(nn.Module):
         return self.bbox_head(self.neck(self.backbone(x)))
 
 
+class CenterNetWithDecode(nn.Module):
+    """(canvas, borders) -> (boxes (B, topk, 4), scores (B, topk), labels (B, topk)): the network
+    and decode.decode_heads in one module, for an end-to-end ONNX (export.py --end2end)."""
+
+    def __init__(self, detector: CenterNet):
+        super().__init__()
+        self.detector = detector
+        self.spec = detector.spec
+
+    def forward(self, canvas, borders):
+        from .decode import decode_heads
+        spec = self.spec
+        return decode_heads(*self.detector(canvas), borders, stride=spec.stride, topk=spec.topk,
+                            kernel=spec.local_maximum_kernel, candidates_per_peak=0)
+
+
 def build_model(spec: CenterNetSpec) -> CenterNet:
     """The model in eval mode with untrained weights (checkpoint.load_model loads real ones)."""
     return CenterNet(spec).eval()

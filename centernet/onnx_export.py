@@ -21,19 +21,32 @@ from .fileio import atomic_path
 
 INPUT_NAME = 'canvas'
 OUTPUT_NAMES = ('heatmap', 'wh', 'offset')
+# export.py --end2end: the decode inside the graph, for serving stacks that want boxes.
+END2END_INPUT_NAMES = (INPUT_NAME, 'borders')
+END2END_OUTPUT_NAMES = ('boxes', 'scores', 'labels')
 METADATA_SPEC = 'centernet.spec'
+METADATA_END2END = 'centernet.end2end'
 FORMAT_VERSION = '1'
 DEFAULT_OPSET = 17
 
 
-def metadata_for(spec: CenterNetSpec, classes, precision):
+def metadata_for(spec: CenterNetSpec, classes, precision, end2end=False):
     """metadata_props: the spec (machine-readable) plus plain keys a person can read in Netron."""
+    if end2end:
+        io = dict(input=f'{INPUT_NAME}: (B, H, W, 3) uint8 BGR canvas, H and W multiples of 32; '
+                        'borders: (B, 4) float32 [top, bottom, left, right] of each image',
+                  outputs=f'boxes (B, {spec.topk}, 4) xyxy in original-image pixels, scores '
+                          f'(B, {spec.topk}), labels (B, {spec.topk}) int64; no NMS, no threshold')
+    else:
+        io = dict(input=f'{INPUT_NAME}: (B, H, W, 3) uint8 BGR canvas, H and W multiples of 32',
+                  outputs='heatmap (sigmoid), wh, offset; decode: centernet.decode.decode_heads')
     return {
         METADATA_SPEC: json.dumps(dataclasses.asdict(spec)),
         'centernet.format_version': FORMAT_VERSION,
         'centernet.precision': precision,
+        METADATA_END2END: '1' if end2end else '0',
         'classes': json.dumps(list(classes)),
-        'input': f'{INPUT_NAME}: (B, H, W, 3) uint8 BGR canvas, H and W multiples of 32',
+        'input': io['input'],
         'channel_order': 'BGR in; the graph swaps to RGB before normalising' if spec.bgr_to_rgb
                          else 'as stored',
         'mean': json.dumps(spec.mean),
@@ -41,12 +54,14 @@ def metadata_for(spec: CenterNetSpec, classes, precision):
         'pad_rule': f'centred on a canvas of (side | {spec.pad_or}) + {spec.pad_add}, filled with '
                     f'{list(spec.canvas_fill)}',
         'output_stride': str(spec.stride),
-        'outputs': 'heatmap (sigmoid), wh, offset; decode: centernet.decode.decode_heads',
+        'outputs': io['outputs'],
     }
 
 
-def read_metadata(model_or_path):
-    """(spec, classes, metadata dict) from one of our ONNX files; UserError for any other ONNX."""
+def read_metadata(model_or_path, allow_end2end=False):
+    """(spec, classes, metadata dict) from one of our ONNX files; UserError for any other ONNX.
+
+    The backends take the heads graph; an --end2end graph is refused unless `allow_end2end`."""
     import onnx
     if isinstance(model_or_path, (str, Path)):
         path = Path(model_or_path)
@@ -62,38 +77,55 @@ def read_metadata(model_or_path):
     if METADATA_SPEC not in meta:
         raise UserError(f'{path} is not a CenterNet ONNX from this kit (no {METADATA_SPEC} '
                         'metadata): export it with export.py')
+    end2end = meta.get(METADATA_END2END) == '1'
+    if end2end and not allow_end2end:
+        raise UserError(f'{path} is an end-to-end ONNX (boxes out, for serving); inference.py and '
+                        'build_engine.py take the heads ONNX: export again without --end2end')
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
-    if inputs != [INPUT_NAME] or tuple(outputs) != OUTPUT_NAMES:
+    expected_in, expected_out = ((list(END2END_INPUT_NAMES), END2END_OUTPUT_NAMES) if end2end
+                                 else ([INPUT_NAME], OUTPUT_NAMES))
+    if inputs != expected_in or tuple(outputs) != expected_out:
         raise UserError(f'{path} has inputs {inputs} and outputs {outputs}; expected '
-                        f'[{INPUT_NAME!r}] and {list(OUTPUT_NAMES)}: export it with export.py')
+                        f'{expected_in} and {list(expected_out)}: export it with export.py')
     fields = json.loads(meta[METADATA_SPEC])
     spec = CenterNetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     return spec, tuple(json.loads(meta.get('classes', '[]'))), meta
 
 
 def export_fp32(model, path, opset=DEFAULT_OPSET, static_shape=None, simplify=True,
-                classes=(), log=print):
-    """Trace `model` to ONNX at `path` (atomically); dynamic B/H/W unless `static_shape`=(B,H,W)."""
+                classes=(), log=print, end2end=False):
+    """Trace `model` to ONNX at `path` (atomically); dynamic B/H/W unless `static_shape`=(B,H,W).
+
+    `end2end`: the graph also decodes (model.CenterNetWithDecode): inputs canvas + borders,
+    outputs boxes, scores, labels."""
     import onnx
+    from .model import CenterNetWithDecode
     batch, height, width = static_shape or (1, 512, 672)
-    example = torch.zeros((batch, height, width, 3), dtype=torch.uint8)
-    dynamic_axes = None
-    if static_shape is None:
-        dynamic_axes = {INPUT_NAME: {0: 'batch', 1: 'height', 2: 'width'}}
-        dynamic_axes.update({name: {0: 'batch', 2: 'feat_height', 3: 'feat_width'}
-                             for name in OUTPUT_NAMES})
+    inputs = (torch.zeros((batch, height, width, 3), dtype=torch.uint8),)
+    input_names, output_names = [INPUT_NAME], list(OUTPUT_NAMES)
+    dynamic_axes = {INPUT_NAME: {0: 'batch', 1: 'height', 2: 'width'}}
+    dynamic_axes.update({name: {0: 'batch', 2: 'feat_height', 3: 'feat_width'}
+                         for name in OUTPUT_NAMES})
+    traced = model
+    if end2end:
+        traced = CenterNetWithDecode(model).eval()
+        inputs += (torch.zeros((batch, 4), dtype=torch.float32),)
+        input_names, output_names = list(END2END_INPUT_NAMES), list(END2END_OUTPUT_NAMES)
+        dynamic_axes = {INPUT_NAME: {0: 'batch', 1: 'height', 2: 'width'},
+                        **{name: {0: 'batch'} for name in input_names[1:] + output_names}}
     with atomic_path(path) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter('ignore')  # the exporter's deprecation/tracer chatter
             # The TorchScript exporter: this graph needs nothing newer, and it folds BN in eval.
-            torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+            torch.onnx.export(traced, inputs, str(tmp), dynamo=False, opset_version=opset,
+                              input_names=input_names, output_names=output_names,
+                              dynamic_axes=None if static_shape else dynamic_axes,
+                              do_constant_folding=True)
         proto = onnx.load(str(tmp))
         if simplify:
             proto = simplify_model(proto, log)
-        _set_metadata(proto, metadata_for(model.spec, classes, 'fp32'))
+        _set_metadata(proto, metadata_for(model.spec, classes, 'fp32', end2end))
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
     return path
@@ -126,19 +158,31 @@ def fp32_islands(proto):
 
     - the input prefix up to the first Conv (uint8 -> float, BGR->RGB, (x - mean) / std): the
       normalised values need FP32's precision, and the prefix costs nothing;
-    - the last Conv of each head and the Sigmoid: FP16 would round scores near 1 to steps of
+    - each head's last Conv and everything after it (the Sigmoid; in an --end2end graph the whole
+      decode, and whatever reads the `borders` input): FP16 would round scores near 1 to steps of
       5e-4, creating ties that the exact-equality peak test and top-k would resolve differently,
       and would round box sizes to 1/16 of a cell. They are 1x1 convs on 64 channels: cheap.
     """
-    producer = {out: node for node in proto.graph.node for out in node.output}
-    keep = set()
-    for output in proto.graph.output:
-        node = producer.get(output.name)
-        if node is not None and node.op_type == 'Sigmoid':
-            keep.add(node.name)
-            node = producer.get(node.input[0])
-        if node is not None and node.op_type == 'Conv':
-            keep.add(node.name)
+    consumers = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def downstream(names):
+        seen, todo = {}, list(names)
+        while todo:
+            for node in consumers.get(todo.pop(), []):
+                if node.name not in seen:
+                    seen[node.name] = node
+                    todo.extend(node.output)
+        return seen
+
+    convs = [n for n in proto.graph.node if n.op_type == 'Conv']
+    last_convs = [n for n in convs
+                  if not any(m.op_type == 'Conv' for m in downstream(n.output).values())]
+    keep = {n.name for n in last_convs}
+    keep |= set(downstream([o for n in last_convs for o in n.output]))
+    keep |= set(downstream([i.name for i in proto.graph.input if i.name != INPUT_NAME]))
     for node in proto.graph.node:  # topological order: everything before the first Conv
         if node.op_type == 'Conv':
             break
@@ -155,7 +199,7 @@ def convert_fp16(fp32_path, fp16_path, log=print):
     import onnx
     from onnxconverter_common import float16
     proto = onnx.load(str(fp32_path))
-    spec, classes, meta = read_metadata(proto)
+    spec, classes, meta = read_metadata(proto, allow_end2end=True)
     _constants_to_initializers(proto)
     keep = fp32_islands(proto)
     _unshare_initializers(proto, keep)
@@ -170,7 +214,8 @@ def convert_fp16(fp32_path, fp16_path, log=print):
     onnx.checker.check_model(converted, full_check=True)
     with atomic_path(fp16_path) as tmp:
         onnx.save(converted, str(tmp))
-    log(f'fp16: kept {len(keep)} nodes in FP32 ({", ".join(keep)})')
+    log(f'fp16: kept {len(keep)} nodes in FP32 ({", ".join(keep[:12])}'
+        f'{", ..." if len(keep) > 12 else ""})')
     return fp16_path
 
 
@@ -265,14 +310,23 @@ def compare_outputs(reference, candidate):
             for i, name in enumerate(OUTPUT_NAMES)}
 
 
-def run_onnxruntime(path, canvases):
+def run_onnxruntime(path, canvases, borders=None):
+    """Outputs of an exported graph on ONNX Runtime CPU (pass `borders` for an --end2end one)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-    return session.run(list(OUTPUT_NAMES), {INPUT_NAME: canvases})
+    feeds = {INPUT_NAME: canvases}
+    if borders is not None:
+        feeds[END2END_INPUT_NAMES[1]] = borders
+    return session.run(None, feeds)
 
 
-def run_torch(model, canvases):
+def run_torch(model, canvases, borders=None):
+    """The same outputs from the PyTorch model (with decode when `borders` is given)."""
+    from .model import CenterNetWithDecode
     with torch.no_grad():
-        return [t.numpy() for t in model(torch.from_numpy(canvases))]
+        if borders is None:
+            return [t.numpy() for t in model(torch.from_numpy(canvases))]
+        outputs = CenterNetWithDecode(model)(torch.from_numpy(canvases), torch.from_numpy(borders))
+        return [t.numpy() for t in outputs]

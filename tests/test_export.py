@@ -101,3 +101,47 @@ def test_uint8_input_feeds_a_cast_directly(onnx_paths):
         graph = onnx.load(str(path)).graph
         consumers = [n.op_type for n in graph.node if 'canvas' in n.input]
         assert consumers == ['Cast'], (path.name, consumers)
+
+
+@pytest.fixture(scope='module')
+def end2end_paths(tmp_path_factory, checkpoint_path):
+    import export
+    from common import run_main
+    out = tmp_path_factory.mktemp('e2e') / 'centernet_e2e.onnx'
+    with pytest.raises(SystemExit) as code:
+        run_main(export.main, ['--weight', str(checkpoint_path), '--output', str(out),
+                               '--precision', 'both', '--end2end'])
+    assert code.value.code == 0  # its own parity check (detection sets vs PyTorch) passed
+    return {'fp32': out, 'fp16': ox.fp16_sibling(out)}
+
+
+def test_end2end_graph_gives_mmdets_detections(end2end_paths, spec):
+    """--end2end: the decode inside the graph reproduces mmdet's detections on the golden set."""
+    import json
+    from conftest import GOLDEN
+    from matching import assert_same_detections
+    from centernet.preprocess import CenterCanvas, read_image
+    meta = json.loads((GOLDEN / 'golden.json').read_text())
+    arrays = np.load(GOLDEN / 'golden.npz')
+    canvas = CenterCanvas(spec)
+    for image in meta['images']:
+        key = image['file_name'].rsplit('.', 1)[0]
+        made, border = canvas(read_image(GOLDEN / 'images' / image['file_name']))
+        boxes, scores, labels = ox.run_onnxruntime(end2end_paths['fp32'], made[None], border[None])
+        assert boxes.shape == (1, 100, 4) and labels.dtype == np.int64
+        assert_same_detections((boxes[0], scores[0], labels[0]),
+                               (arrays[f'{key}/boxes'], arrays[f'{key}/scores'],
+                                arrays[f'{key}/labels']), what=key)
+
+
+def test_end2end_fp16_keeps_decode_fp32_and_is_refused_by_the_backends(end2end_paths):
+    from centernet.backends.onnxruntime_backend import OrtBackend
+    from centernet.errors import UserError
+    model = onnx.load(str(end2end_paths['fp16']))
+    assert [i.name for i in model.graph.input] == ['canvas', 'borders']
+    assert [o.name for o in model.graph.output] == ['boxes', 'scores', 'labels']
+    kept = json.loads({p.key: p.value for p in model.metadata_props}['centernet.fp32_nodes'])
+    ops = {n.name: n.op_type for n in model.graph.node}
+    assert {'TopK', 'MaxPool', 'Sigmoid'} <= {ops[name] for name in kept if name in ops}
+    with pytest.raises(UserError, match='is an end-to-end ONNX .* export again without --end2end'):
+        OrtBackend(end2end_paths['fp32'])
