@@ -129,23 +129,28 @@ def _backend(kind, model, spec, onnx_paths):
 def test_detections_equal_mmdet_batch1(golden, spec, model, onnx_paths, kind, batch_size):
     """All golden images (COCO-like, 512 -> 544, 640 -> 672, tiny, gray, RGBA, 16-bit, EXIF)
     through the full pipeline; batch 5 mixes sizes, which canvas grouping must make harmless."""
-    meta, arrays = golden
+    meta, _ = golden
     detector = Detector(_backend(kind, model, spec, onnx_paths))
     records = _records(meta)
     result = detect_records(detector, records, batch_size, workers=0, progress=False)
+    _assert_equal_to_golden(result, records, golden, f'{kind} batch {batch_size}')
+
+
+def _assert_equal_to_golden(result, records, golden, what):
+    meta, arrays = golden
     assert result.done.all()
     for record, image in zip(records, meta['images']):
         key = _stem(image['file_name'])
         ours = (result.boxes[record.index], result.scores[record.index],
                 result.labels[record.index])
         theirs = (arrays[f'{key}/boxes'], arrays[f'{key}/scores'], arrays[f'{key}/labels'])
-        assert_same_detections(ours, theirs, what=f'{kind} batch {batch_size} {key}')
+        assert_same_detections(ours, theirs, what=f'{what} {key}')
 
 
 def test_exif_rotated_image_with_pre_rotation_size_hint(golden, spec, onnx_paths):
     """Real COCO annotation files give the stored (pre-EXIF) size; OpenCV returns the rotated
     image. The wrong size hint must only split the batch, never change a detection."""
-    meta, arrays = golden
+    meta, _ = golden
     from centernet.backends.onnxruntime_backend import OrtBackend
     records = []
     for i, image in enumerate(meta['images']):
@@ -158,10 +163,4 @@ def test_exif_rotated_image_with_pre_rotation_size_hint(golden, spec, onnx_paths
     assert (exif.height, exif.width) == (120, 200)
     result = detect_records(Detector(OrtBackend(onnx_paths['fp32'])), records, 13, workers=2,
                             progress=False)
-    assert result.done.all()
-    for record, image in zip(records, meta['images']):
-        key = _stem(image['file_name'])
-        ours = (result.boxes[record.index], result.scores[record.index],
-                result.labels[record.index])
-        theirs = (arrays[f'{key}/boxes'], arrays[f'{key}/scores'], arrays[f'{key}/labels'])
-        assert_same_detections(ours, theirs, what=key)
+    _assert_equal_to_golden(result, records, golden, 'size hint from before EXIF rotation')
