@@ -39,7 +39,8 @@ def topk_peaks(heatmap, topk=100, kernel=3, candidates_per_peak=16):
         best, position = peak_values.topk(topk)
         if bool((best[:, -1] > values[:, -1]).all()):
             return best, index.gather(1, position)
-    return torch.topk(local_maximum(heatmap, kernel).view(batch, -1), topk)
+    # reshape, not mmdet's view: the torch CUDA backend's heads are channels_last.
+    return torch.topk(local_maximum(heatmap, kernel).reshape(batch, -1), topk)
 
 
 def _window_max(flat, index, height, width, kernel):

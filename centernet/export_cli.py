@@ -56,13 +56,15 @@ def export(args):
         if args.check and args.end2end:
             rows, ok = check_end2end_parity(model, path, precision, args.static)
             headers = ['shape BxHxW', 'matched', 'required', 'share', 'needed', 'ok']
+            keys = ['shape', 'matched', 'required', 'share', 'needed', 'ok']
         elif args.check:
             rows, ok = check_parity(model, path, precision, args.static)
             headers = ['shape BxHxW', 'output', 'max |diff|', 'max |ref|', 'tolerance', 'ok']
+            keys = ['shape', 'output', 'max_abs_diff', 'max_abs_ref', 'tolerance', 'ok']
         if args.check:
             print(format_table(headers, rows, title=f'{precision} ONNX (ONNX Runtime CPU) vs '
                                'PyTorch FP32'))
-            entry['parity'] = [dict(zip(headers, row)) for row in rows]
+            entry['parity'] = [dict(zip(keys, row)) for row in rows]
             failed |= not ok
         report['outputs'][precision] = entry
     write_json(output.with_suffix('.export.json'), report, indent=1)

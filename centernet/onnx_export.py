@@ -125,6 +125,9 @@ def export_fp32(model, path, opset=DEFAULT_OPSET, static_shape=None, simplify=Tr
         proto = onnx.load(str(tmp))
         if simplify:
             proto = simplify_model(proto, log)
+        if end2end:  # the tracer leaves the top-k axis symbolic; it is always spec.topk
+            for output in proto.graph.output:
+                output.type.tensor_type.shape.dim[1].dim_value = model.spec.topk
         _set_metadata(proto, metadata_for(model.spec, classes, 'fp32', end2end))
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))

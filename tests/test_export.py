@@ -63,6 +63,8 @@ def test_export_report_written(onnx_paths):
     assert set(report['outputs']) == {'fp32', 'fp16'}
     assert all(row['ok'] == 'yes' for entry in report['outputs'].values()
                for row in entry['parity'])
+    row = report['outputs']['fp32']['parity'][0]
+    assert set(row) == {'shape', 'output', 'max_abs_diff', 'max_abs_ref', 'tolerance', 'ok'}
 
 
 def test_static_export(tmp_path, checkpoint_path, model):
@@ -140,6 +142,9 @@ def test_end2end_fp16_keeps_decode_fp32_and_is_refused_by_the_backends(end2end_p
     model = onnx.load(str(end2end_paths['fp16']))
     assert [i.name for i in model.graph.input] == ['canvas', 'borders']
     assert [o.name for o in model.graph.output] == ['boxes', 'scores', 'labels']
+    dims = [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]
+            for o in model.graph.output]
+    assert dims == [['batch', 100, 4], ['batch', 100], ['batch', 100]]
     kept = json.loads({p.key: p.value for p in model.metadata_props}['centernet.fp32_nodes'])
     ops = {n.name: n.op_type for n in model.graph.node}
     assert {'TopK', 'MaxPool', 'Sigmoid'} <= {ops[name] for name in kept if name in ops}

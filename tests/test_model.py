@@ -41,3 +41,27 @@ def test_mixed_precision_keeps_the_fp32_islands_exact(model):
 def test_channel_order_is_a_buffer_not_in_the_state_dict(model):
     assert 'data_preprocessor.channel_order' not in model.state_dict()
     assert model.data_preprocessor.channel_order.tolist() == [2, 1, 0]
+
+
+def test_cuda_graph_cache_captures_repeated_shapes_only(monkeypatch):
+    """Shapes seen once run eagerly; the second sighting captures; at most max_graphs kept.
+    (The capture itself needs a GPU; here it is a stub that records what would be captured.)"""
+    from centernet.backends.torch_backend import CudaGraphCache
+    eager_calls = []
+    cache = CudaGraphCache(lambda x: eager_calls.append(tuple(x.shape)) or ('eager',),
+                           max_graphs=2)
+    captured = []
+
+    def fake_capture(canvases):
+        captured.append(tuple(canvases.shape))
+        graph = type('Graph', (), {'replay': lambda self: None})()
+        return graph, canvases.clone(), ('graph', tuple(canvases.shape))
+
+    monkeypatch.setattr(cache, '_capture', fake_capture)
+    shapes = [(1, 32, 32, 3), (1, 32, 32, 3), (1, 32, 32, 3), (2, 64, 32, 3), (2, 64, 32, 3),
+              (4, 32, 64, 3), (4, 32, 64, 3)]
+    results = [cache(torch.zeros(shape, dtype=torch.uint8)) for shape in shapes]
+    assert captured == [(1, 32, 32, 3), (2, 64, 32, 3)]  # the third shape is beyond max_graphs
+    assert results[0] == ('eager',) and results[1] == ('graph', (1, 32, 32, 3))
+    assert results[2] == ('graph', (1, 32, 32, 3)) and results[6] == ('eager',)
+    assert eager_calls == [(1, 32, 32, 3), (2, 64, 32, 3), (4, 32, 64, 3), (4, 32, 64, 3)]

@@ -207,3 +207,18 @@ def test_plateau_peaks_match_as_a_set():
         assert sorted(zip(scores[b].tolist(), index[b].tolist())) == \
             sorted(zip(expected.values[b].tolist(), expected.indices[b].tolist()))
         assert (scores[b, :12] == 1.0).all()
+
+
+@pytest.mark.parametrize('candidates_per_peak', [0, 16])
+def test_decode_of_channels_last_heads(candidates_per_peak):
+    """The torch CUDA backend runs channels_last, so its heads arrive in that layout."""
+    generator = torch.Generator().manual_seed(3)
+    heads = [torch.rand((2, 80, 24, 40), generator=generator) ** 4,
+             torch.rand((2, 2, 24, 40), generator=generator) * 9,
+             torch.rand((2, 2, 24, 40), generator=generator)]
+    borders = torch.tensor([[3., 90., 5., 150.], [0., 96., 0., 160.]])
+    expected = decode_heads(*heads, borders, candidates_per_peak=candidates_per_peak)
+    channels_last = [h.contiguous(memory_format=torch.channels_last) for h in heads]
+    got = decode_heads(*channels_last, borders, candidates_per_peak=candidates_per_peak)
+    for a, b in zip(got, expected):
+        assert torch.equal(a, b)
