@@ -2,7 +2,7 @@
 
     CocoImageSet     a COCO annotation file + image folder (val2017): records in the file's order
     FolderImageSet   a picture or a folder of pictures, no annotations (the demo)
-    CanvasBatchSampler  batches of images that share one canvas shape: no batch padding, so every
+    canvas_batches   batches of images that share one canvas shape: no batch padding, so every
                      image is computed exactly as at batch size 1 (mmdet's test setting)
     ImageReader      record -> decoded image; a bad file is reported, not raised
     paste_batch      images -> one canvas buffer per shape (preprocess.CenterCanvas.paste)
@@ -108,8 +108,8 @@ class FolderImageSet:
             raise UserError(f'{path} not found: pass an image file or a folder of images')
         if not files:
             raise UserError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {path}')
-        # Sizes unknown until decoded: the sampler batches these in file order and collate
-        # splits a batch by canvas shape.
+        # Sizes unknown until decoded: canvas_batches keeps these in file order and
+        # paste_batch splits a batch by canvas shape.
         self.records = [ImageRecord(index, index, str(file), 0, 0)
                         for index, file in enumerate(files)]
 
@@ -117,31 +117,22 @@ class FolderImageSet:
         return len(self.records)
 
 
-class CanvasBatchSampler:
-    """Batches of at most `batch_size` indices whose images share one canvas shape.
+def canvas_batches(records, canvas, batch_size):
+    """Record indices in batches of at most `batch_size` whose images share one canvas shape.
 
     Shapes come from the annotation's width/height; an image whose decoded size differs (EXIF
-    rotation) is split off at collate time, so a wrong hint costs speed, never correctness.
-    Groups are visited in order of first appearance; batches keep the set's order inside a group.
+    rotation) is split off by paste_batch, so a wrong hint costs speed, never correctness.
+    Groups come in order of first appearance; batches keep the set's order inside a group.
     """
-
-    def __init__(self, records, canvas, batch_size):
-        if batch_size < 1:
-            raise UserError(f'--batchsize must be at least 1, got {batch_size}')
-        groups = OrderedDict()
-        for record in records:
-            key = canvas.shape(record.height, record.width) if record.height and record.width \
-                else ('unknown',)
-            groups.setdefault(key, []).append(record.index)
-        self.batches = [indices[start:start + batch_size]
-                        for indices in groups.values()
-                        for start in range(0, len(indices), batch_size)]
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
+    if batch_size < 1:
+        raise UserError(f'--batchsize must be at least 1, got {batch_size}')
+    groups = OrderedDict()
+    for record in records:
+        key = canvas.shape(record.height, record.width) if record.height and record.width \
+            else ('unknown',)
+        groups.setdefault(key, []).append(record.index)
+    return [indices[start:start + batch_size]
+            for indices in groups.values() for start in range(0, len(indices), batch_size)]
 
 
 @dataclass
@@ -156,9 +147,6 @@ class ImageReader:
 
     def __init__(self, records):
         self.records = records
-
-    def __len__(self):
-        return len(self.records)
 
     def __getitem__(self, index):
         record = self.records[index]
@@ -215,9 +203,6 @@ class PrefetchLoader:
         self.reader, self.canvas, self.batches = reader, canvas, batches
         self.workers, self.prefetch, self.pin_memory = workers, max(prefetch, 1), pin_memory
 
-    def __len__(self):
-        return len(self.batches)
-
     def _load(self, indices):
         return paste_batch([self.reader[i] for i in indices], self.canvas, self.pin_memory)
 
@@ -242,6 +227,6 @@ class PrefetchLoader:
 
 def make_loader(records, canvas, batch_size, workers=2, prefetch_batches=4, pin_memory=False):
     """Canvas-shape batches of `records`, decoded by `workers` threads (0: in the caller)."""
-    sampler = CanvasBatchSampler(records, canvas, batch_size)
-    return PrefetchLoader(ImageReader(records), canvas, sampler.batches, workers=workers,
+    batches = canvas_batches(records, canvas, batch_size)
+    return PrefetchLoader(ImageReader(records), canvas, batches, workers=workers,
                           prefetch=prefetch_batches, pin_memory=pin_memory)

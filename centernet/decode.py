@@ -2,7 +2,7 @@
 
 Runs on whatever device the heads are on (the GPU when the engine ran there); only the final
 (B, 100) boxes need to leave it. Every image in a batch has the same canvas shape (see
-dataset.CanvasBatchSampler), so no image is decoded against padding it did not have at batch 1.
+dataset.canvas_batches), so no image is decoded against padding it did not have at batch 1.
 """
 
 import torch

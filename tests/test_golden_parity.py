@@ -102,24 +102,10 @@ def test_decode_of_mmdet_heads_is_bit_exact(golden, spec):
         np.testing.assert_array_equal(labels[0].numpy(), arrays[f'{key}/labels'], err_msg=key)
 
 
-class _TorchCpu:
-    """The native model behind the backend interface, for pipeline tests without a checkpoint."""
-
-    name = 'torch-test'
-    device = torch.device('cpu')
-    max_batch = None
-
-    def __init__(self, model, spec):
-        self.model, self.spec = model, spec
-
-    def infer(self, canvases):
-        with torch.no_grad():
-            return self.model(canvases)
-
-
 def _backend(kind, model, spec, onnx_paths):
     if kind == 'torch':
-        return _TorchCpu(model, spec)
+        from centernet.backends.torch_backend import TorchBackend
+        return TorchBackend.for_model(model)
     from centernet.backends.onnxruntime_backend import OrtBackend
     return OrtBackend(onnx_paths['fp32'])
 

@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from centernet import onnx_export as ox  # noqa: E402
+from centernet.backends.torch_backend import TorchBackend  # noqa: E402
 from centernet.compare import match_detections  # noqa: E402
 from centernet.config import load_spec  # noqa: E402
 from centernet.dataset import ImageRecord  # noqa: E402
@@ -30,17 +30,6 @@ from centernet.synthetic import seeded_state_dict  # noqa: E402
 from coco_labels import COCO_CLASSES  # noqa: E402
 
 GOLDEN = ROOT / 'tests' / 'fixtures' / 'golden'
-
-
-class TorchCpu:
-    name, device, max_batch = 'torch', torch.device('cpu'), None
-
-    def __init__(self, model):
-        self.model, self.spec = model, model.spec
-
-    def infer(self, canvases):
-        with torch.no_grad():
-            return self.model(canvases)
 
 
 def main():
@@ -72,7 +61,7 @@ def main():
                                im['height'], im['width']) for i, im in enumerate(meta['images'])]
         from centernet.backends.onnxruntime_backend import OrtBackend
         det_rows = []
-        for path, backend, batch in (('native torch', TorchCpu(model), 1),
+        for path, backend, batch in (('native torch', TorchBackend.for_model(model), 1),
                                      ('ONNX FP32', OrtBackend(fp32), 1),
                                      ('ONNX FP32', OrtBackend(fp32), 13),
                                      ('ONNX FP16', OrtBackend(fp16), 13)):

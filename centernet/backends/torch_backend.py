@@ -18,12 +18,23 @@ class TorchBackend(Backend):
     def __init__(self, cfg, weight, device=None, precision=None, cuda_graph=True, **_):
         if not cfg or not weight:
             raise UserError('the torch backend needs --cfg CONFIG and --weight CHECKPOINT')
+        spec = load_spec(cfg)
+        model, classes = load_model(spec, weight)
+        self._prepare(model, classes, device, precision, cuda_graph)
+
+    @classmethod
+    def for_model(cls, model, classes=None, device='cpu', precision=None, cuda_graph=False):
+        """A backend around a CenterNet already in memory (tests and tools: seeded weights)."""
+        backend = cls.__new__(cls)
+        backend._prepare(model, classes, device, precision, cuda_graph)
+        return backend
+
+    def _prepare(self, model, classes, device, precision, cuda_graph):
         device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         if device.type == 'cuda' and not torch.cuda.is_available():
             raise UserError('--device cuda asked for, but torch sees no CUDA GPU: use --device cpu')
-        self.spec = load_spec(cfg)
-        model, classes = load_model(self.spec, weight)
         from coco_labels import COCO_CLASSES
+        self.spec = model.spec
         self.classes = classes or COCO_CLASSES
         self.device = device
         self.precision = precision or ('fp16' if device.type == 'cuda' else 'fp32')
