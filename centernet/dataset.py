@@ -12,6 +12,7 @@
 import contextlib
 import io
 import json
+import os
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -225,8 +226,17 @@ class PrefetchLoader:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_loader(records, canvas, batch_size, workers=2, prefetch_batches=4, pin_memory=False):
-    """Canvas-shape batches of `records`, decoded by `workers` threads (0: in the caller)."""
+def default_workers():
+    """One decoding thread per core, at most 8: a GPU eats canvases faster than 2 cores make
+    them, and past 8 the GIL-holding parts of the loader dominate."""
+    return min(8, os.cpu_count() or 1)
+
+
+def make_loader(records, canvas, batch_size, workers=None, prefetch_batches=4, pin_memory=False):
+    """Canvas-shape batches of `records`, decoded by `workers` threads (0: in the caller;
+    None: default_workers()). Each thread builds a whole batch, so at least `workers` batches
+    are kept in flight."""
+    workers = default_workers() if workers is None else workers
     batches = canvas_batches(records, canvas, batch_size)
     return PrefetchLoader(ImageReader(records), canvas, batches, workers=workers,
-                          prefetch=prefetch_batches, pin_memory=pin_memory)
+                          prefetch=max(prefetch_batches, workers), pin_memory=pin_memory)

@@ -18,9 +18,16 @@ PERF_PIPELINE_IMAGES = 1000  # the pipeline tier's default sample (--limit chang
 def run(args):
     if args.batchsize < 1:
         raise UserError(f'--batchsize must be at least 1, got {args.batchsize}')
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f'--workers must be 0 (decode in the main thread) or more, got '
+                        f'{args.workers}')
     backend = open_backend(args.backend, args.engine, cfg=args.cfg, weight=args.weight,
                            device=args.device, precision=args.precision,
-                           cuda_graph=args.cuda_graph, threads=args.threads)
+                           cuda_graph=args.cuda_graph, threads=args.threads,
+                           compile_mode=args.compile)
+    if args.compile and backend.name != 'torch':
+        raise UserError(f'--compile is for the torch backend (--backend torch --weight CKPT); '
+                        f'the {backend.name} backend compiles its model itself')
     if args.input_name and args.input_name != backend.input_name:
         raise UserError(f'--input_name {args.input_name!r}: the model\'s input is called '
                         f'{backend.input_name!r} (a uint8 BGR canvas); drop the flag or fix it')
@@ -107,6 +114,12 @@ def run_performance(detector, args):
         from .dataset import CocoImageSet
         images = CocoImageSet(args.datasets, backend.classes)
         records = images.records[:args.limit or PERF_PIPELINE_IMAGES]
+        if backend.device.type == 'cuda' and args.warmup > 0:
+            # A GPU backend keeps state per canvas shape (cuDNN plans, CUDA graphs from the
+            # second sighting, torch.compile's shape-generic graph): time the steady state, as
+            # the other tiers do, not the first sighting of every shape.
+            detect_records(detector, records, batch, workers=args.workers, skip_bad_images=True,
+                           progress=not args.quiet, description='pipeline warm-up')
         detections = detect_records(detector, records, batch, workers=args.workers,
                                     skip_bad_images=True, progress=not args.quiet,
                                     description='pipeline')

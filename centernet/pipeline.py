@@ -86,7 +86,7 @@ class Detections:
                    np.zeros((count, topk), np.int64), np.zeros(count, bool))
 
 
-def detect_records(detector, records, batch_size, workers=2, skip_bad_images=False,
+def detect_records(detector, records, batch_size, workers=None, skip_bad_images=False,
                    progress=True, description='detect'):
     """Run `detector` over `records` in canvas-shape batches; returns Detections in record order.
 

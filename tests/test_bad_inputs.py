@@ -22,6 +22,7 @@ import export
 import inference
 from common import run_main
 from conftest import CONFIG
+from centernet.errors import UserError
 from centernet.fileio import atomic_path, write_json
 from centernet.synthetic import write_coco_dataset
 
@@ -286,3 +287,19 @@ def test_batch_beyond_a_static_model(capsys, tmp_path, checkpoint_path, dataset)
 def test_bad_batch_size(capsys, onnx_paths, dataset):
     fails_with(capsys, inference.main, _infer(onnx_paths, dataset, '--batchsize', '0'),
                '--batchsize must be at least 1')
+
+
+def test_bad_workers(capsys, onnx_paths, dataset):
+    fails_with(capsys, inference.main, _infer(onnx_paths, dataset, '--workers', '-1'),
+               '--workers must be 0')
+
+
+def test_compile_with_a_backend_that_does_not_compile(capsys, onnx_paths, dataset):
+    fails_with(capsys, inference.main, _infer(onnx_paths, dataset, '--compile', 'default'),
+               '--compile is for the torch backend')
+
+
+def test_compile_mode_with_its_own_cuda_graphs(model):
+    from centernet.backends.torch_backend import TorchBackend
+    with pytest.raises(UserError, match='reduce-overhead: choose one of default'):
+        TorchBackend.for_model(model, compile_mode='reduce-overhead')

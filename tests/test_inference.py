@@ -72,12 +72,17 @@ def test_batched_detections_equal_batch_1(onnx_batch1, dataset, onnx_paths, tmp_
         assert_same_detections(batched[image_id], single[image_id], what=f'image {image_id}')
 
 
-def test_torch_backend_equals_onnxruntime(onnx_batch1, dataset, checkpoint_path, tmp_path):
-    out = tmp_path / 't.json'
+# --compile: TorchInductor on the CPU (the GPU's kernels differ, gpu_check compares those); the
+# set's 5 canvas shapes and partial batches take the static graph, then the shape-generic one.
+@pytest.mark.parametrize('extra', [[], ['--compile', 'default']])
+def test_torch_backend_equals_onnxruntime(onnx_batch1, dataset, checkpoint_path, tmp_path, extra):
+    out, record = tmp_path / 't.json', tmp_path / 'r.json'
     assert run_cli(['--backend', 'torch', '--weight', str(checkpoint_path), '--cfg', str(CONFIG),
                     '--device', 'cpu', '--datasets', str(dataset), '--batchsize', '4',
-                    '--workers', '0', '--save_json', str(out),
-                    '--record', str(tmp_path / 'r.json')]) == 0
+                    '--workers', '0', '--save_json', str(out), '--record', str(record)]
+                   + extra) == 0
+    compiled = json.loads(record.read_text())['backend']['compile_mode']
+    assert compiled == (extra[1] if extra else None)
     single, torch_results = by_image(onnx_batch1[0]), by_image(json.loads(out.read_text()))
     for image_id in single:
         assert_same_detections(torch_results[image_id], single[image_id], what=f'{image_id}')

@@ -7,8 +7,9 @@
    and --images generated pictures of COCO-like sizes.
 2. Detections with ONNX Runtime on the CPU (FP32): the reference.
 3. The same pictures through torch CUDA FP32 (TF32 off), torch CUDA FP16 (channels_last, CUDA
-   graphs) and, when `tensorrt` imports, a TensorRT FP16 engine built by build_engine: the share
-   of the reference's detections each one reproduces (label equal, box and score within tolerance).
+   graphs), the same with torch.compile and, when `tensorrt` imports, a TensorRT FP16 engine
+   built by build_engine: the share of the reference's detections each one reproduces (label
+   equal, box and score within tolerance).
 4. The three performance tiers (inference.py --perf_only) for each GPU backend at --batchsize,
    with the model's 45.1 GFLOP/image (672x672) turned into achieved TFLOP/s.
 Prints tables and writes --json. Needs a CUDA GPU; TensorRT is optional.
@@ -85,6 +86,10 @@ def backend_factories(weight, fp16_onnx, folder, cpu_smoke=False):
     def torch_fp16():
         return TorchBackend(CONFIG, weight, device='cuda', precision='fp16', cuda_graph=True)
 
+    def torch_fp16_compiled():
+        return TorchBackend(CONFIG, weight, device='cuda', precision='fp16', cuda_graph=True,
+                            compile_mode='default')
+
     def tensorrt_fp16():
         from centernet import engine_build as eb
         from centernet.backends.tensorrt_backend import TrtBackend
@@ -94,7 +99,8 @@ def backend_factories(weight, fp16_onnx, folder, cpu_smoke=False):
         print(f'TensorRT FP16 engine built in {time.perf_counter() - start:.0f} s')
         return TrtBackend(engine)
 
-    factories = [('torch-cuda-fp32', torch_fp32), ('torch-cuda-fp16', torch_fp16)]
+    factories = [('torch-cuda-fp32', torch_fp32), ('torch-cuda-fp16', torch_fp16),
+                 ('torch-cuda-fp16-compile', torch_fp16_compiled)]
     if importlib.util.find_spec('tensorrt'):
         factories.append(('tensorrt-fp16', tensorrt_fp16))
     else:
