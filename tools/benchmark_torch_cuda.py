@@ -2,16 +2,20 @@
 """Engine-only FPS of the torch CUDA backend's variants, side by side in one process.
 
     python tools/benchmark_torch_cuda.py [--batchsize 32] [--side 672] [--compile default ...]
+        [--inductor freezing=True ...] [--profile]
 
 Each row is one way of running the same seeded network on the same uint8 batch already on the
 GPU (the "engine" tier of perf mode): eager vs CUDA graph, NCHW vs channels_last, cuDNN's
-algorithm search off vs on, torch.compile modes. It prints FPS, p50 latency and achieved TFLOP/s
-against the model's 45.1 GFLOP/image, and writes --json. Rows run in the order given, so a
+algorithm search off vs on, torch.compile modes and inductor settings. It prints FPS, p50 latency
+and achieved TFLOP/s against the model's 45.1 GFLOP/image (with --profile, each row's most
+expensive CUDA kernels too), and writes --json. Rows run in the order given, so a
 machine that warms up favours later rows: --repeat runs the whole list again.
 Needs a CUDA GPU.
 """
 
 import argparse
+import ast
+import contextlib
 import copy
 import sys
 import time
@@ -26,6 +30,7 @@ from centernet.backends.torch_backend import TorchBackend  # noqa: E402
 from centernet.config import load_spec  # noqa: E402
 from centernet.fileio import write_json  # noqa: E402
 from centernet.model import build_model  # noqa: E402
+from centernet.onnx_export import random_canvases  # noqa: E402
 from centernet.perf import gpu_clocks, model_gflops, time_engine  # noqa: E402
 from centernet.report import environment, format_table  # noqa: E402
 from centernet.synthetic import seeded_state_dict  # noqa: E402
@@ -42,12 +47,35 @@ BASE_VARIANTS = {
 }
 
 
-def variants(compile_modes):
+def variants(compile_modes, inductor_settings=()):
     table = dict(BASE_VARIANTS)
     for mode in compile_modes:
         table[f'fp16 graph + compile {mode}'] = (
             dict(precision='fp16', cuda_graph=True, compile_mode=mode), True, True)
+    for setting in inductor_settings:
+        table[f'fp16 graph + compile default, {setting}'] = (
+            dict(precision='fp16', cuda_graph=True, compile_mode='default'), True, True, setting)
     return table
+
+
+def inductor_setting(setting):
+    """'freezing=True' -> a context that sets torch._inductor.config.freezing while compiling."""
+    import torch._inductor.config as inductor_config
+    if setting is None:
+        return contextlib.nullcontext()
+    key, _, value = setting.partition('=')
+    return inductor_config.patch({key: ast.literal_eval(value)})
+
+
+def top_kernels(backend, canvases, count=10):
+    """The CUDA kernels that take the most time in 5 runs, as (name, ms per run, calls per run)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            backend.run(canvases)
+        backend.synchronize()
+    events = sorted(prof.key_averages(), key=lambda e: e.device_time_total, reverse=True)
+    return [(e.key[:90], e.device_time_total / 5e3, e.count / 5) for e in events[:count]]
 
 
 def open_variant(model, options, cudnn_benchmark, channels_last):
@@ -68,6 +96,11 @@ def main():
     parser.add_argument('--compile', nargs='*', default=['default'], metavar='MODE',
                         help='torch.compile modes to add as rows (default: default; '
                              'max-autotune-no-cudagraphs takes minutes)')
+    parser.add_argument('--inductor', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='more compiled rows, each with one torch._inductor.config setting '
+                             '(e.g. freezing=True)')
+    parser.add_argument('--profile', action='store_true',
+                        help='print each row\'s most expensive CUDA kernels (first pass)')
     parser.add_argument('--repeat', type=int, default=2, help='passes over the rows')
     parser.add_argument('--json', default='results/benchmark_torch_cuda.json')
     args = parser.parse_args()
@@ -79,18 +112,25 @@ def main():
     model = build_model(spec)
     model.load_state_dict(seeded_state_dict(model, 0))
     gflops = model_gflops(spec, args.side)
-    table = variants(args.compile)
+    table = variants(args.compile, args.inductor)
     results = {name: [] for name in table}
-    setup_seconds = {}
+    setup_seconds, kernels = {}, {}
     for _ in range(args.repeat):
-        for name, (options, cudnn_benchmark, channels_last) in table.items():
+        for name, (options, cudnn_benchmark, channels_last, *setting) in table.items():
             start = time.perf_counter()
-            backend = open_variant(model, options, cudnn_benchmark, channels_last)
-            stats = time_engine(backend, args.batchsize, args.side, warmup=args.warmup,
-                                iterations=args.iterations)
+            with inductor_setting(setting[0] if setting else None):
+                backend = open_variant(model, options, cudnn_benchmark, channels_last)
+                stats = time_engine(backend, args.batchsize, args.side, warmup=args.warmup,
+                                    iterations=args.iterations)
             setup_seconds.setdefault(name, time.perf_counter() - start)
             results[name].append(stats)
             print(f'{name}: {stats["fps"]:.0f} img/s', flush=True)
+            if args.profile and name not in kernels:
+                canvases = backend.upload(torch.from_numpy(
+                    random_canvases(args.batchsize, args.side, args.side)))
+                kernels[name] = top_kernels(backend, canvases)
+                print(format_table(['kernel', 'ms per batch', 'calls per batch'], kernels[name],
+                                   title=name), flush=True)
             del backend
             torch.cuda.empty_cache()
     rows = []
@@ -106,7 +146,7 @@ def main():
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, dict(environment=environment(), gpu_clocks=gpu_clocks(),
                                gflops_per_image=gflops, args=vars(args), results=results,
-                               setup_seconds=setup_seconds), indent=1)
+                               setup_seconds=setup_seconds, kernels=kernels), indent=1)
     print(f'report: {args.json}')
 
 

@@ -66,8 +66,9 @@ class TorchBackend(Backend):
                                 'graphs would clash with --cuda_graph)')
             # TorchInductor: 1.9x the eager FP16 FPS on an H200 (README, "Performance").
             # torch's automatic dynamic shapes: the first shape compiles static, a second one
-            # compiles a shape-generic graph that serves every later canvas shape, so a COCO
-            # run pays two compilations, not one per shape.
+            # compiles a shape-generic graph that serves later canvas shapes (one more for
+            # canvases below inductor's minimum conv size), so a COCO run pays two or three
+            # compilations, not one per shape.
             forward = torch.compile(forward, mode=compile_mode)
         self.graphs = CudaGraphCache(forward) if device.type == 'cuda' and cuda_graph else None
         self.forward = forward
