@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import open_backend
+from .backends.base import resolve_backend_name
 from .errors import UserError
 from .fileio import write_json
 from .pipeline import Detector, detect_records
@@ -21,13 +22,15 @@ def run(args):
     if args.workers is not None and args.workers < 0:
         raise UserError(f'--workers must be 0 (decode in the main thread) or more, got '
                         f'{args.workers}')
+    if args.compile:
+        name = resolve_backend_name(args.backend, args.engine or args.weight)
+        if name != 'torch':
+            raise UserError(f'--compile is for the torch backend (--backend torch --weight '
+                            f'CKPT); the {name} backend compiles its model itself')
     backend = open_backend(args.backend, args.engine, cfg=args.cfg, weight=args.weight,
                            device=args.device, precision=args.precision,
                            cuda_graph=args.cuda_graph, threads=args.threads,
                            compile_mode=args.compile)
-    if args.compile and backend.name != 'torch':
-        raise UserError(f'--compile is for the torch backend (--backend torch --weight CKPT); '
-                        f'the {backend.name} backend compiles its model itself')
     if args.input_name and args.input_name != backend.input_name:
         raise UserError(f'--input_name {args.input_name!r}: the model\'s input is called '
                         f'{backend.input_name!r} (a uint8 BGR canvas); drop the flag or fix it')

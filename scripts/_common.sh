@@ -64,7 +64,7 @@ prepare_backend() {
       [ -f "$CHECKPOINT" ] || die "checkpoint $CHECKPOINT not found; download it with: scripts/prepare.sh --only checkpoint"
       echo "== backend: PyTorch CUDA FP16 (TensorRT is not installed; see README, \"TensorRT\")"
       MODEL_ARGS=(--backend torch --weight "$CHECKPOINT" --cfg "$CONFIG" --device cuda --precision fp16)
-      # torch.compile: 1.9x the engine FPS on an H200 for ~10 s of compiling (README, "Performance")
+      # torch.compile: 1.9x the engine FPS on an H200 for ~15 s of compiling (README, "Performance")
       PERF_MODEL_ARGS=(--compile default)
       ;;
     onnxruntime)

@@ -22,7 +22,6 @@ import export
 import inference
 from common import run_main
 from conftest import CONFIG
-from centernet.errors import UserError
 from centernet.fileio import atomic_path, write_json
 from centernet.synthetic import write_coco_dataset
 
@@ -299,7 +298,8 @@ def test_compile_with_a_backend_that_does_not_compile(capsys, onnx_paths, datase
                '--compile is for the torch backend')
 
 
-def test_compile_mode_with_its_own_cuda_graphs(model):
-    from centernet.backends.torch_backend import TorchBackend
-    with pytest.raises(UserError, match='reduce-overhead: choose one of default'):
-        TorchBackend.for_model(model, compile_mode='reduce-overhead')
+def test_compile_mode_with_its_own_cuda_graphs(capsys, checkpoint_path, dataset):
+    fails_with(capsys, inference.main, ['--backend', 'torch', '--weight', str(checkpoint_path),
+                                        '--device', 'cpu', '--datasets', str(dataset),
+                                        '--compile', 'reduce-overhead'],
+               '--compile reduce-overhead: choose one of default, max-autotune-no-cudagraphs')
