@@ -257,6 +257,43 @@ def describe_parser_error(error):
     return f'{where}: {getattr(code, "name", code)}: {description}'
 
 
+def make_build_progress(trt):
+    """A trt.IProgressMonitor (TensorRT >= 10.0) that shows the builder's phases as tqdm bars,
+    nested phases below their parent; the caller keeps it alive until the build returns."""
+    import threading
+
+    from tqdm import tqdm
+
+    class BuildProgress(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)  # pybind11 base: must be initialised explicitly
+            self.bars = {}
+            self.lock = threading.Lock()  # TensorRT may report from its own threads
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            with self.lock:
+                parent = self.bars.get(parent_phase) if parent_phase else None
+                depth = parent.pos + 1 if parent is not None else 0
+                self.bars[phase_name] = tqdm(total=num_steps, desc='  ' * depth + phase_name,
+                                             position=depth, leave=depth == 0, unit='step',
+                                             dynamic_ncols=True)
+
+        def step_complete(self, phase_name, step):
+            with self.lock:
+                bar = self.bars.get(phase_name)
+                if bar is not None:
+                    bar.update(step + 1 - bar.n)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            with self.lock:
+                bar = self.bars.pop(phase_name, None)
+                if bar is not None:
+                    bar.close()
+
+    return BuildProgress()
+
+
 def _optional_call(obj, name):
     method = getattr(obj, name, None)
     return method() if callable(method) else None
@@ -286,6 +323,10 @@ class EngineBuilder:
         optimization_profile.set_shape(ox.INPUT_NAME, *profile.canvas_shapes())
         config.add_optimization_profile(optimization_profile)
         cache = timing_cache.attach(config)
+        # A build takes minutes: show TensorRT's phases. `monitor` is held until this returns:
+        # TensorRT needs it for the whole build.
+        monitor = make_build_progress(trt)
+        config.progress_monitor = monitor
 
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:

@@ -39,6 +39,7 @@ class Calls:
     profile_shapes: list = field(default_factory=list)       # (name, min, opt, max)
     timing_cache_blobs: list = field(default_factory=list)   # bytes given to create_timing_cache
     timing_cache_attached: list = field(default_factory=list)  # (accepted, ignore_mismatch)
+    progress_monitors: list = field(default_factory=list)  # config.progress_monitor per build
     builds: int = 0
     deserialized: int = 0
     input_shapes: list = field(default_factory=list)         # (name, shape) per set_input_shape
@@ -153,10 +154,17 @@ def make_fake_tensorrt(version='10.8.0.43'):
             calls.profile_shapes.append((name, *shapes))
             self.shapes[name] = shapes
 
+    class IProgressMonitor:
+        """Like pybind11's base: a subclass that skips __init__ is unusable."""
+
+        def __init__(self):
+            self.initialised = True
+
     class BuilderConfig:
         def __init__(self):
             self.profiles = []
             self.timing_cache = None
+            self.progress_monitor = None
 
         def set_flag(self, flag):
             calls.builder_flags_set.append(flag)
@@ -211,6 +219,19 @@ def make_fake_tensorrt(version='10.8.0.43'):
                 return None  # a dynamic input without a profile: TensorRT errors out
             if config.timing_cache is not None:
                 config.timing_cache.entries += 10  # the timings this build measured
+            if config.progress_monitor is not None:  # the phase reports a real build makes
+                monitor = config.progress_monitor
+                assert monitor.initialised
+                calls.progress_monitors.append(monitor)
+                monitor.phase_start('Building engine', None, 2)
+                monitor.phase_start('Tactic timing', 'Building engine', 3)
+                for step in range(3):
+                    if not monitor.step_complete('Tactic timing', step):
+                        return None  # cancelled
+                monitor.phase_finish('Tactic timing')
+                monitor.step_complete('Building engine', 0)
+                monitor.step_complete('Building engine', 1)
+                monitor.phase_finish('Building engine')
             description = dict(tensorrt=version, io=network.io, network_flags=network.flags,
                                profile={k: v for k, v in config.profiles[0].shapes.items()})
             return ENGINE_MAGIC + json.dumps(description).encode()
@@ -290,6 +311,7 @@ def make_fake_tensorrt(version='10.8.0.43'):
             return CudaEngine(description)
 
     trt.Logger = Logger
+    trt.IProgressMonitor = IProgressMonitor
     trt.Builder = Builder
     trt.OnnxParser = OnnxParser
     trt.Runtime = Runtime

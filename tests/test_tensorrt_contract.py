@@ -235,6 +235,18 @@ def test_timing_cache_is_reused_and_saved_back(trt, gpu, onnx_files, tmp_path):
     assert json.loads(cache_file.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])['entries'] == 20
 
 
+def test_build_shows_tensorrt_phases_as_progress_bars(trt, gpu, onnx_files, tmp_path, capsys):
+    """Contract: config.progress_monitor is an initialised trt.IProgressMonitor; the phases the
+    builder reports become bars (a nested one indented, and cleared when it ends), the top one
+    reaches its step count, and every bar is closed."""
+    build(onnx_files['fp16'], tmp_path / 'm.engine')
+    [monitor] = trt.calls.progress_monitors
+    assert isinstance(monitor, trt.IProgressMonitor) and monitor.bars == {}
+    err = capsys.readouterr().err
+    assert 'Building engine: 100%' in err and '2/2' in err
+    assert '  Tactic timing:' in err
+
+
 def test_timing_cache_from_another_tensorrt_starts_fresh(install_trt, gpu, onnx_files, tmp_path):
     cache_file = tmp_path / 'my.cache'
     install_trt(TRT10)
