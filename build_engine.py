@@ -10,14 +10,13 @@ of them changed, and the model spec the TensorRT backend reads.
 """
 
 import argparse
+import dataclasses
 
 from common import run_main
 
-DEFAULT_PROFILE = dict(min_batch=1, opt_batch=32, max_batch=32, min_side=32, opt_side=672,
-                       max_side=672)
-
 
 def parse_args(argv):
+    from centernet.engine_build import Profile  # its defaults are the flags' defaults
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', required=True, help='ONNX from export.py (FP32 or FP16)')
     parser.add_argument('--engine', required=True, help='engine file to write (.engine / .plan)')
@@ -26,10 +25,10 @@ def parse_args(argv):
                              'when needed); fp32 needs the FP32 ONNX (default fp16)')
     profile = parser.add_argument_group('optimisation profile: the canvas shapes the engine '
                                         'accepts, (B, H, W, 3); H and W share the side range')
-    for name, default in DEFAULT_PROFILE.items():
-        profile.add_argument(f'--{name}', type=int, default=default,
-                             help=f'default {default}' + (' (multiple of 32)' if 'side' in name
-                                                          else ''))
+    for field in dataclasses.fields(Profile):
+        profile.add_argument(f'--{field.name}', type=int, default=field.default,
+                             help=f'default {field.default}' + (' (multiple of 32)'
+                                                                if 'side' in field.name else ''))
     parser.add_argument('--workspace', type=float, default=4.0,
                         help='TensorRT workspace memory pool limit in GiB (default 4)')
     parser.add_argument('--timing_cache', metavar='PATH',

@@ -3,7 +3,7 @@
 Near-tied scores may swap rank under floating-point noise, and the 100th slot may go to either of
 two boxes with (almost) the same score; so each detection of one list is looked up in the other by
 label, box and score, and only detections scoring clearly above the lowest are required to match.
-Used by the tests (FP32 parity) and tools/gpu_check.py (FP16 match rates).
+Used by the tests, export.py's --end2end check, tools/gpu_check.py and tools/parity_report.py.
 """
 
 import numpy as np
@@ -33,11 +33,10 @@ def match_detections(boxes_a, scores_a, labels_a, boxes_b, scores_b, labels_b,
 
 
 def match_rate(a, b, box_tol, score_tol):
-    """Fraction of A's required detections found in B, over all images: a, b = Detections-like
-    objects with boxes (N, K, 4), scores (N, K), labels (N, K)."""
+    """(share, matched, required) of A's required detections found in B, over all images:
+    a, b = (boxes (N, K, 4), scores (N, K), labels (N, K)), image by image in the same order."""
     matched = required = 0
-    for i in range(len(a.scores)):
-        m, r = match_detections(a.boxes[i], a.scores[i], a.labels[i], b.boxes[i], b.scores[i],
-                                b.labels[i], box_tol=box_tol, score_tol=score_tol)
+    for image_a, image_b in zip(zip(*a), zip(*b), strict=True):
+        m, r = match_detections(*image_a, *image_b, box_tol=box_tol, score_tol=score_tol)
         matched, required = matched + m, required + r
     return matched / max(required, 1), matched, required

@@ -34,6 +34,11 @@ class CenterNetSpec:
     pad_add: int
     canvas_fill: tuple       # raw (pre-normalisation) value of the canvas outside the image, BGR
 
+    @classmethod
+    def from_dict(cls, fields):
+        """Back from JSON (ONNX metadata, the engine's sidecar): lists become tuples again."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
     @property
     def stride(self):
         """Output stride: 32 for the backbone, halved by each deconv stage."""

@@ -200,7 +200,7 @@ class PrefetchLoader:
     ONNX Runtime run (tools/benchmark_cpu.py).
     """
 
-    def __init__(self, reader, canvas, batches, workers=2, prefetch=4, pin_memory=False):
+    def __init__(self, reader, canvas, batches, workers, prefetch, pin_memory=False):
         self.reader, self.canvas, self.batches = reader, canvas, batches
         self.workers, self.prefetch, self.pin_memory = workers, max(prefetch, 1), pin_memory
 

@@ -433,13 +433,6 @@ def read_sidecar(engine_path):
     return record
 
 
-def spec_from_record(record):
-    """The CenterNetSpec stored in a sidecar (JSON lists back to the tuples the spec uses)."""
-    from .config import CenterNetSpec
-    fields = record['spec']
-    return CenterNetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-
-
 def _short(digest):
     return digest[:12] if isinstance(digest, str) else digest
 

@@ -77,20 +77,15 @@ def export(args):
 def check_end2end_parity(model, path, precision, static_shape=None):
     """An --end2end graph's detections vs PyTorch's (network + decode), as sets."""
     import numpy as np
-    from .compare import match_detections
-    (box_tol, score_tol), needed = END2END_TOLERANCE[precision]
+    from .compare import match_rate
+    tolerances, needed = END2END_TOLERANCE[precision]
     rows, ok = [], True
     for shape in (static_shape,) if static_shape else CHECK_SHAPES:
         canvases = ox.random_canvases(*shape)
         borders = np.tile(np.float32([[7, shape[1] - 9, 5, shape[2] - 11]]), (shape[0], 1))
-        reference = ox.run_torch(model, canvases, borders)
-        got = ox.run_onnxruntime(path, canvases, borders)
-        matched = required = 0
-        for i in range(shape[0]):
-            m, r = match_detections(*(x[i] for x in reference), *(x[i] for x in got),
-                                    box_tol=box_tol, score_tol=score_tol)
-            matched, required = matched + m, required + r
-        share = matched / max(required, 1)
+        share, matched, required = match_rate(ox.run_torch(model, canvases, borders),
+                                              ox.run_onnxruntime(path, canvases, borders),
+                                              *tolerances)
         rows.append(['x'.join(map(str, shape)), matched, required, share, needed,
                      'yes' if share >= needed else 'NO'])
         ok &= share >= needed

@@ -88,8 +88,7 @@ def read_metadata(model_or_path, allow_end2end=False):
     if inputs != expected_in or tuple(outputs) != expected_out:
         raise UserError(f'{path} has inputs {inputs} and outputs {outputs}; expected '
                         f'{expected_in} and {list(expected_out)}: export it with export.py')
-    fields = json.loads(meta[METADATA_SPEC])
-    spec = CenterNetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    spec = CenterNetSpec.from_dict(json.loads(meta[METADATA_SPEC]))
     return spec, tuple(json.loads(meta.get('classes', '[]'))), meta
 
 

@@ -80,6 +80,11 @@ class Detections:
     batches: int = 0
     shapes: dict = field(default_factory=dict)  # canvas (H, W) -> images
 
+    @property
+    def arrays(self):
+        """(boxes, scores, labels), what compare.match_rate takes."""
+        return self.boxes, self.scores, self.labels
+
     @classmethod
     def empty(cls, count, topk):
         return cls(np.zeros((count, topk, 4), np.float32), np.zeros((count, topk), np.float32),

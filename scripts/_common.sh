@@ -51,7 +51,8 @@ PY
 # Sets MODEL_ARGS for inference.py (and the performance defaults) and says which path runs.
 prepare_backend() {
   local backend="$1"
-  DEFAULT_WARMUP=20 DEFAULT_ITERATIONS=200 DEFAULT_PERF_IMAGES=1000
+  # DEFAULT_PERF_IMAGES empty: inference.py's own pipeline-tier sample (1000 images)
+  DEFAULT_WARMUP=20 DEFAULT_ITERATIONS=200 DEFAULT_PERF_IMAGES=
   PERF_MODEL_ARGS=()  # what only the performance script adds
   case "$backend" in
     tensorrt)

@@ -4,6 +4,7 @@
 source "$(dirname "$0")/_common.sh"
 prepare_backend "$(pick_backend)"
 DATA_ARGS=()
-if [ -n "${DATASETS_DIR:-}" ]; then DATA_ARGS=(--datasets "$DATASETS_DIR" --limit "${PERF_IMAGES:-$DEFAULT_PERF_IMAGES}"); fi
+LIMIT="${PERF_IMAGES:-$DEFAULT_PERF_IMAGES}"
+if [ -n "${DATASETS_DIR:-}" ]; then DATA_ARGS=(--datasets "$DATASETS_DIR" ${LIMIT:+--limit "$LIMIT"}); fi
 exec "$PYTHON" inference.py "${MODEL_ARGS[@]}" "${PERF_MODEL_ARGS[@]}" --batchsize "${BATCHSIZE:-32}" --perf_only \
   --cuda_graph --warmup "${WARMUP:-$DEFAULT_WARMUP}" --iterations "${ITERATIONS:-$DEFAULT_ITERATIONS}" "${DATA_ARGS[@]}" "$@"

@@ -102,7 +102,7 @@ def test_decode_of_mmdet_heads_is_bit_exact(golden, spec):
         np.testing.assert_array_equal(labels[0].numpy(), arrays[f'{key}/labels'], err_msg=key)
 
 
-def _backend(kind, model, spec, onnx_paths):
+def _backend(kind, model, onnx_paths):
     if kind == 'torch':
         from centernet.backends.torch_backend import TorchBackend
         return TorchBackend.for_model(model)
@@ -112,11 +112,11 @@ def _backend(kind, model, spec, onnx_paths):
 
 @pytest.mark.parametrize('kind', ['torch', 'onnx-fp32'])
 @pytest.mark.parametrize('batch_size', [1, 5])
-def test_detections_equal_mmdet_batch1(golden, spec, model, onnx_paths, kind, batch_size):
+def test_detections_equal_mmdet_batch1(golden, model, onnx_paths, kind, batch_size):
     """All golden images (COCO-like, 512 -> 544, 640 -> 672, tiny, gray, RGBA, 16-bit, EXIF)
     through the full pipeline; batch 5 mixes sizes, which canvas grouping must make harmless."""
     meta, _ = golden
-    detector = Detector(_backend(kind, model, spec, onnx_paths))
+    detector = Detector(_backend(kind, model, onnx_paths))
     records = _records(meta)
     result = detect_records(detector, records, batch_size, workers=0, progress=False)
     _assert_equal_to_golden(result, records, golden, f'{kind} batch {batch_size}')

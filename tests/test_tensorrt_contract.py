@@ -20,7 +20,7 @@ import torch
 from centernet import engine_build as eb
 from centernet import onnx_export as ox
 from centernet.backends.tensorrt_backend import TrtBackend
-from centernet.config import load_spec
+from centernet.config import CenterNetSpec, load_spec
 from centernet.errors import UserError
 from centernet.model import build_model
 from centernet.synthetic import seeded_state_dict
@@ -38,12 +38,8 @@ PROFILE = eb.Profile()  # batch 1..32 (opt 32), sides 32..672 (opt 672)
 
 @pytest.fixture(scope='module')
 def onnx_files(tmp_path_factory):
-    """A real FP32 ONNX of the model and its FP16 form, once per module.
-
-    Seeded weights, not build_model's default init: with default BatchNorm every folded conv bias
-    is zero, the exporter shares one zero initializer between FP16 convs and the FP32 head convs,
-    and convert_fp16 then fails ("B has inconsistent type"); trained weights do not do that.
-    """
+    """A real FP32 ONNX of the model (seeded weights standing in for the checkpoint) and its
+    FP16 form, once per module."""
     folder = tmp_path_factory.mktemp('trt_onnx')
     model = build_model(load_spec(CONFIG))
     model.load_state_dict(seeded_state_dict(model, seed=0), strict=True)
@@ -218,7 +214,7 @@ def test_sidecar_records_what_the_engine_was_built_from_and_for(trt, gpu, onnx_f
     assert record['onnx_sha256'] == eb.sha256_of(onnx_files['fp16'])
     assert record['engine_sha256'] == eb.sha256_of(engine)
     spec, classes, meta = ox.read_metadata(onnx_files['fp16'])
-    assert eb.spec_from_record(record) == spec
+    assert CenterNetSpec.from_dict(record['spec']) == spec
     assert tuple(record['classes']) == classes
     assert record['onnx_metadata'] == meta
 

@@ -112,8 +112,8 @@ def check_backend(name, backend, reference, records, args):
     """Parity against the reference, then the three tiers; returns (parity, performance)."""
     detector = Detector(backend)
     result = detect_records(detector, records, args.batchsize, progress=False)
-    strict = match_rate(reference, result, *STRICT)
-    loose = match_rate(reference, result, *FP16)
+    strict = match_rate(reference.arrays, result.arrays, *STRICT)
+    loose = match_rate(reference.arrays, result.arrays, *FP16)
     parity = dict(strict=strict, fp16_tolerance=loose, tolerances=dict(strict=STRICT, fp16=FP16))
     warmup = min(10, args.iterations)
     engine = time_engine(backend, args.batchsize, warmup=warmup, iterations=args.iterations)

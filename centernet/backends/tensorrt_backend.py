@@ -30,8 +30,9 @@ import torch
 
 from .. import engine_build as eb
 from .. import onnx_export as ox
+from ..config import CenterNetSpec
 from ..errors import UserError
-from .base import Backend, cuda_upload
+from .base import Backend, copy_stream_for, cuda_upload
 
 # name -> (I/O mode, TensorRT data type) that the ONNX contract implies.
 EXPECTED_TENSORS = {ox.INPUT_NAME: ('INPUT', 'UINT8'),
@@ -44,9 +45,9 @@ class CudaStreamDevice:
     def __init__(self):
         self.device = torch.device('cuda')
         self.stream = torch.cuda.Stream()
-        # Copies to the GPU get their own stream, so the next batch's upload overlaps the
-        # engine's work on the current one (pipeline.detect_records launches it first).
-        self.copy_stream = torch.cuda.Stream()
+        # Copies to the GPU go on the GPU's copy stream, so the next batch's upload overlaps
+        # the engine's work on the current one (pipeline.detect_records launches it first).
+        self.copy_stream = copy_stream_for(self.device)
         # The current stream from now on, so the torch decode after `run` queues behind TensorRT.
         torch.cuda.set_stream(self.stream)
 
@@ -154,7 +155,7 @@ class TrtBackend(Backend):
                             f'{self.engine_path} (out of GPU memory?): free GPU memory or rebuild '
                             'with a smaller --max_batch/--max_side')
 
-        self.spec = eb.spec_from_record(self.record)
+        self.spec = CenterNetSpec.from_dict(self.record['spec'])
         self.classes = tuple(self.record.get('classes') or ())
         self.max_batch = self.limits.max_batch
         self.gpu = gpu if gpu is not None else CudaStreamDevice()
