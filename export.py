@@ -5,8 +5,10 @@
         --cfg centernet_r18_8xb16-crop512-140e_coco.py --output centernet.onnx [--precision fp16]
 
 The graph takes a (B, H, W, 3) uint8 BGR canvas and returns heatmap, wh, offset (README,
-"The ONNX model"). After writing, the ONNX is checked against the PyTorch model with ONNX Runtime
-at two input shapes; the script exits non-zero when a difference is beyond tolerance.
+"The ONNX model"). Each graph is first written beside its path and judged by the precision gate
+(its detections and heads on ONNX Runtime vs PyTorch FP32, docs/precision-gate.md); only a graph
+that passed reaches its path. A refused one is kept as NAME.rejected.onnx, and the script exits 2.
+OUTPUT's .export.json records each verdict and the checkpoint's and config's sha256.
 """
 
 import argparse
@@ -32,14 +34,18 @@ def parse_args(argv):
     parser.add_argument('--no-simplify', dest='simplify', action='store_false',
                         help='skip onnxsim')
     parser.add_argument('--skip-check', dest='check', action='store_false',
-                        help='skip the ONNX Runtime parity check')
+                        help='write the graphs without the precision gate (recorded as skipped)')
+    parser.add_argument('--if-stale', '--if_stale', dest='if_stale', action='store_true',
+                        help='export only when OUTPUT (and its _fp16 sibling) is missing, did not '
+                             'pass the gate, or was made from another checkpoint or config, per '
+                             'its .export.json; say why')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from centernet.export_cli import export
-    return export(args)
+    from centernet.export_cli import run_cli
+    return run_cli(args)
 
 
 if __name__ == '__main__':

@@ -1,107 +1,208 @@
-"""export.py's work: checkpoint -> native model -> ONNX (FP32, FP16) -> parity report."""
+"""export.py's work: checkpoint -> native model -> ONNX (FP32, FP16), each gated before it is kept.
 
+Every graph is written to a temporary file beside its final path and judged by the precision gate
+(centernet/precision_gate.py: detections and robust head statistics vs PyTorch FP32, on
+image-like scenes); only a graph that passed is renamed to its final path. A refused one is kept
+as `<name>.rejected.onnx` for inspection and the run ends with one `error:` line (exit 2). The
+export report `<output stem>.export.json` records each output's verdict with the checkpoint's and
+the config's sha256, which `--if-stale` (the scripts) compares before reusing a file.
+"""
+
+import hashlib
+import os
+import tempfile
 import time
 from pathlib import Path
 
 from . import onnx_export as ox
+from . import precision_gate as gate
 from .checkpoint import load_model, sha256_of
 from .config import load_spec
 from .errors import UserError
-from .fileio import write_json
-from .report import environment, format_table
+from .fileio import atomic_path, write_json
+from .report import environment
 
-# Parity shapes: (batch, height, width) canvases; two different shapes exercise dynamic axes.
-CHECK_SHAPES = ((1, 512, 672), (3, 384, 544))
-# max |ONNX - reference| <= tolerance * max(1, max |reference|), per output.
-TOLERANCE = {'fp32': 1e-4, 'fp16': 5e-3}
-# --end2end graphs are compared as detection sets (compare.match_detections): (box px, score)
-# tolerances, and the share of PyTorch's detections the ONNX must reproduce.
-END2END_TOLERANCE = {'fp32': ((1e-3, 1e-5), 1.0), 'fp16': ((1.0, 5e-3), 0.98)}
+REPORT_FORMAT = 'centernet-export-1'
 
 
-def export(args):
+def report_path(output):
+    return Path(output).with_suffix('.export.json')
+
+
+def rejected_path(path):
+    """Where a refused graph is kept: centernet_fp16.onnx -> centernet_fp16.rejected.onnx."""
+    path = Path(path)
+    return path.with_name(f'{path.stem}.rejected{path.suffix}')
+
+
+def planned_outputs(output, precision):
+    """[(precision, final path)] that `export.py --precision P --output OUTPUT` writes."""
+    output = Path(output)
+    if precision == 'both':
+        return [('fp32', output), ('fp16', ox.fp16_sibling(output))]
+    return [(precision, output)]
+
+
+class _Refused(Exception):
+    """Raised inside atomic_path so that a refused graph never reaches its final path."""
+
+
+def reuse_problem(output, precision, weight, cfg, end2end=False, static_shape=None):
+    """None when every file `--precision` would write exists, unchanged, and its export report says
+    it passed the gate and was made from this checkpoint and config by this kit's format;
+    otherwise why not, in a few words."""
+    path = report_path(output)
+    try:
+        import json
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        return f'no export report {path}'
+    except (OSError, ValueError) as exc:
+        return f'{path} is not readable JSON ({type(exc).__name__})'
+    if not isinstance(report, dict) or report.get('format') != REPORT_FORMAT:
+        return f'{path} is not an export report of this kit'
+    if report.get('format_version') != ox.FORMAT_VERSION:
+        return f'made for ONNX format version {report.get("format_version")}, now {ox.FORMAT_VERSION}'
+    if report.get('weight_sha256') != sha256_of(weight):
+        return f'made from another checkpoint than {weight}'
+    if report.get('config_sha256') != sha256_of(cfg):
+        return f'made with another config than {cfg}'
+    if report.get('end2end') != bool(end2end) or report.get('static') != \
+            (list(static_shape) if static_shape else None):
+        return 'made with other --end2end/--static options'
+    for name, final in planned_outputs(output, precision):
+        entry = report.get('outputs', {}).get(name) or {}
+        if entry.get('status') != 'passed':
+            return f'its {name} graph has status {entry.get("status", "missing")}, not passed'
+        if not final.is_file():
+            return f'{final} does not exist'
+        if entry.get('sha256') != sha256_of(final):
+            return f'{final} changed after the export'
+    return None
+
+
+class _CachedReference:
+    """The PyTorch FP32 heads for the gate, computed once per check input for all precisions."""
+
+    def __init__(self, model):
+        self.model, self.cache = model, {}
+
+    def __call__(self, canvases):
+        key = hashlib.sha1(canvases.tobytes()).hexdigest()
+        if key not in self.cache:
+            self.cache[key] = ox.run_torch(self.model, canvases)
+        return self.cache[key]
+
+
+def write_gated(final, make, judge):
+    """make(tmp) writes a graph beside `final`; judge(tmp) -> GateReport, or None (unchecked).
+
+    The graph reaches `final` only if it passed or was not checked; a refused one goes to
+    rejected_path(final) and `final` is left as it was. Returns (where the file is now, its
+    sha256, its size, the verdict)."""
+    kept = rejected_path(final)
+    try:
+        with atomic_path(final) as tmp:
+            make(tmp)
+            verdict = judge(tmp)
+            digest, size = sha256_of(tmp), tmp.stat().st_size
+            if verdict is not None and not verdict.ok:
+                os.replace(tmp, kept)  # atomic_path then has no temporary file left to remove
+                raise _Refused
+    except _Refused:
+        return kept, digest, size, verdict
+    kept.unlink(missing_ok=True)  # a refusal left by an earlier export is stale now
+    return Path(final), digest, size, verdict
+
+
+def gate_graph(reference, path, precision, spec, static_shape=None, end2end=False):
+    """The precision gate's report for the ONNX at `path` (ONNX Runtime CPU) vs PyTorch FP32."""
+    shapes = (static_shape,) if static_shape else gate.DEFAULT_SHAPES
+    return gate.run_gate(reference, ox.onnxruntime_runner(path), spec, precision, shapes,
+                         end2end=end2end)
+
+
+def export(args, log=print):
     spec = load_spec(args.cfg)
+    output = Path(args.output)
+    if output.suffix != '.onnx':
+        raise UserError(f'--output {output} must end in .onnx')
     start = time.perf_counter()
     model, classes = load_model(spec, args.weight)
     from coco_labels import COCO_CLASSES
     classes = classes or COCO_CLASSES
-    output = Path(args.output)
-    if output.suffix != '.onnx':
-        raise UserError(f'--output {output} must end in .onnx')
-    fp32_path = output if args.precision in ('fp32', 'both') else \
-        output.with_name(f'.{output.stem}_fp32_tmp.onnx')
-    written = []
-    try:
-        ox.export_fp32(model, fp32_path, opset=args.opset, static_shape=args.static,
-                       simplify=args.simplify, classes=classes, end2end=args.end2end)
-        if args.precision != 'fp16':
-            written.append(('fp32', fp32_path))
-        if args.precision in ('fp16', 'both'):
-            fp16_path = output if args.precision == 'fp16' else ox.fp16_sibling(output)
-            ox.convert_fp16(fp32_path, fp16_path)
-            written.append(('fp16', fp16_path))
-    finally:
-        if args.precision == 'fp16':
-            fp32_path.unlink(missing_ok=True)
-    export_seconds = time.perf_counter() - start
-    for precision, path in written:
-        print(f'wrote {path} ({precision}, {path.stat().st_size / 2**20:.1f} MiB) '
-              f'in {export_seconds:.1f} s')
-
-    report = dict(weight=str(args.weight), config=str(args.cfg), export_seconds=export_seconds,
+    report = dict(format=REPORT_FORMAT, format_version=ox.FORMAT_VERSION,
+                  weight=str(args.weight), weight_sha256=sha256_of(args.weight),
+                  config=str(args.cfg), config_sha256=sha256_of(args.cfg),
+                  end2end=bool(args.end2end), static=list(args.static) if args.static else None,
                   environment=environment(), outputs={})
-    failed = False
-    for precision, path in written:
-        entry = dict(path=str(path), sha256=sha256_of(path), bytes=path.stat().st_size)
-        if args.check and args.end2end:
-            rows, ok = check_end2end_parity(model, path, precision, args.static)
-            headers = ['shape BxHxW', 'matched', 'required', 'share', 'needed', 'ok']
-            keys = ['shape', 'matched', 'required', 'share', 'needed', 'ok']
-        elif args.check:
-            rows, ok = check_parity(model, path, precision, args.static)
-            headers = ['shape BxHxW', 'output', 'max |diff|', 'max |ref|', 'tolerance', 'ok']
-            keys = ['shape', 'output', 'max_abs_diff', 'max_abs_ref', 'tolerance', 'ok']
-        if args.check:
-            print(format_table(headers, rows, title=f'{precision} ONNX (ONNX Runtime CPU) vs '
-                               'PyTorch FP32'))
-            entry['parity'] = [dict(zip(keys, row)) for row in rows]
-            failed |= not ok
-        report['outputs'][precision] = entry
-    write_json(output.with_suffix('.export.json'), report, indent=1)
-    if failed:
-        print('error: ONNX Runtime and PyTorch disagree beyond tolerance (see table)')
-        return 1
+    reference = _CachedReference(model)
+
+    def judge(precision):
+        def run(path):
+            if not args.check:
+                return None
+            verdict = gate_graph(reference, path, precision, spec, args.static, args.end2end)
+            log(verdict.table())
+            log(f'{precision}: precision gate {"passed" if verdict.ok else "REFUSED"} in '
+                f'{verdict.seconds:.1f} s')
+            return verdict
+        return run
+
+    def export_fp32(path):
+        ox.export_fp32(model, path, opset=args.opset, static_shape=args.static,
+                       simplify=args.simplify, classes=classes, end2end=args.end2end, log=log)
+
+    def record(precision, written):
+        path, digest, size, verdict = written
+        status = 'skipped' if verdict is None else 'passed' if verdict.ok else 'failed'
+        report['outputs'][precision] = dict(
+            status=status, path=str(path), sha256=digest, bytes=size,
+            gate_seconds=None if verdict is None else round(verdict.seconds, 2),
+            gate=None if verdict is None else verdict.to_dict())
+        if status == 'failed':
+            refused.append((precision, path, verdict.failures))
+        else:
+            log(f'wrote {path} ({precision}, {size / 2**20:.1f} MiB)')
+
+    refused = []
+    plan = dict(planned_outputs(output, args.precision))
+    with tempfile.TemporaryDirectory() as folder:
+        fp32_source = Path(folder) / 'fp32.onnx'
+        if 'fp32' in plan:
+            record('fp32', write_gated(plan['fp32'], export_fp32, judge('fp32')))
+            fp32_source = plan['fp32']
+        else:  # --precision fp16: the FP32 graph is only the converter's input
+            export_fp32(fp32_source)
+        if 'fp16' in plan and refused:
+            report['outputs']['fp16'] = dict(status='not made', path=None,
+                                             reason='the FP32 graph was refused')
+        elif 'fp16' in plan:
+            record('fp16', write_gated(plan['fp16'],
+                                       lambda tmp: ox.convert_fp16(fp32_source, tmp, log=log),
+                                       judge('fp16')))
+    report['export_seconds'] = round(time.perf_counter() - start, 2)
+    write_json(report_path(output), report, indent=1)
+    if refused:
+        precision, kept, failures = refused[0]
+        retry = ('export.py --precision fp32 for an FP32 model' if precision != 'fp32'
+                 else 'report it with the table above')
+        raise UserError(f'the {precision} ONNX was refused by the precision gate ({failures[0]}'
+                        f'{f"; {len(failures) - 1} more in the table" if len(failures) > 1 else ""}'
+                        f'); it is kept as {kept} for inspection, nothing was written at its path. '
+                        f'Use {retry}, or --skip-check to write it unchecked')
     return 0
 
 
-def check_end2end_parity(model, path, precision, static_shape=None):
-    """An --end2end graph's detections vs PyTorch's (network + decode), as sets."""
-    import numpy as np
-    from .compare import match_rate
-    tolerances, needed = END2END_TOLERANCE[precision]
-    rows, ok = [], True
-    for shape in (static_shape,) if static_shape else CHECK_SHAPES:
-        canvases = ox.random_canvases(*shape)
-        borders = np.tile(np.float32([[7, shape[1] - 9, 5, shape[2] - 11]]), (shape[0], 1))
-        share, matched, required = match_rate(ox.run_torch(model, canvases, borders),
-                                              ox.run_onnxruntime(path, canvases, borders),
-                                              *tolerances)
-        rows.append(['x'.join(map(str, shape)), matched, required, share, needed,
-                     'yes' if share >= needed else 'NO'])
-        ok &= share >= needed
-    return rows, ok
-
-
-def check_parity(model, path, precision, static_shape=None):
-    rows, ok = [], True
-    shapes = (static_shape,) if static_shape else CHECK_SHAPES
-    for shape in shapes:
-        canvases = ox.random_canvases(*shape)
-        reference = ox.run_torch(model, canvases)
-        diffs = ox.compare_outputs(reference, ox.run_onnxruntime(path, canvases))
-        for name, (diff, scale) in diffs.items():
-            tolerance = TOLERANCE[precision] * max(1.0, scale)
-            rows.append(['x'.join(map(str, shape)), name, diff, scale, tolerance,
-                         'yes' if diff <= tolerance else 'NO'])
-            ok &= diff <= tolerance
-    return rows, ok
+def run_cli(args, log=print):
+    """export.py: export, or with --if-stale reuse what a passed export of this checkpoint and
+    config already wrote."""
+    if args.if_stale:
+        problem = reuse_problem(args.output, args.precision, args.weight, args.cfg, args.end2end,
+                                args.static)
+        if problem is None:
+            log(f'{args.output}: reusing the {args.precision} export (passed the precision gate, '
+                f'made from this checkpoint and config)')
+            return 0
+        log(f'{args.output}: exporting again ({problem})')
+    return export(args, log)

@@ -1,7 +1,7 @@
 """Seeded stand-ins for what cannot be downloaded here: weights, images and COCO-format sets.
 
-Used by the tests, by tools/make_golden.py (mmdet's golden outputs are computed on exactly these
-weights) and by the benchmarks. Nothing here is used on a real run.
+Used by the tests, tools/gate_sweep.py, tools/make_golden.py (mmdet's golden outputs are computed
+on exactly these weights) and by the benchmarks. Nothing here is used on a real run.
 """
 
 import json
@@ -121,3 +121,52 @@ def write_coco_dataset(root, sizes, seed=0, image_folder='images/val2017',
     ann_file.write_text(json.dumps({'images': images, 'annotations': annotations,
                                     'categories': coco_categories()}))
     return ann_file
+
+
+def calibration_canvases(spec, count=4, height=224, width=288, seed=0):
+    """(count, height, width, 3) uint8 canvases of generated scenes, pasted as inference pastes."""
+    from .preprocess import CenterCanvas
+    rng = np.random.default_rng(seed)
+    paste = CenterCanvas(spec)
+    canvases = np.empty((count, height, width, 3), np.uint8)
+    for index in range(count):
+        image, _ = scene(rng, width - 1 - int(rng.integers(0, 24)),
+                         height - 1 - int(rng.integers(0, 24)), num_objects=int(rng.integers(3, 9)))
+        paste.paste(image, canvases[index])
+    return canvases
+
+
+def calibrated_state_dict(model, seed=0, gamma_scale=1.0, head_scale=1.0, canvases=None):
+    """Seeded weights whose BatchNorm statistics are those of the network's own activations on
+    generated scenes, layer by layer, as a trained network's are (running_mean/var describe what
+    each BN actually sees, so every BN output is ~N(beta, gamma^2) rather than a seeded guess).
+
+    gamma_scale multiplies every BN weight and head_scale the three heads' 3x3 conv weights (both
+    within what trained networks show, e.g. 0.5-2), for varied yet sound weight sets.
+    """
+    import copy
+    state = seeded_state_dict(model, seed)
+    for name in state:
+        if name.endswith('.weight') and name.replace('.weight', '.running_var') in state:
+            state[name] = state[name] * gamma_scale
+        if name.startswith('bbox_head.') and name.endswith('.0.weight'):
+            state[name] = state[name] * head_scale
+    net = copy.deepcopy(model).eval()
+    net.load_state_dict(state, strict=True)
+
+    def calibrate(bn, inputs):  # runs before bn's forward: it then normalises with these stats
+        x = inputs[0].detach().double()
+        bn.running_mean.copy_(x.mean(dim=(0, 2, 3)).float())
+        bn.running_var.copy_(x.var(dim=(0, 2, 3)).float().clamp_min(1e-4))
+
+    hooks = [m.register_forward_pre_hook(calibrate) for m in net.modules()
+             if isinstance(m, torch.nn.BatchNorm2d)]
+    if canvases is None:
+        canvases = calibration_canvases(net.spec, seed=seed)
+    try:
+        with torch.no_grad():
+            net(torch.from_numpy(canvases))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: tensor.detach().clone() for name, tensor in net.state_dict().items()}

@@ -1,9 +1,11 @@
-# Shared by the infer_centernet_* scripts: find or make the ONNX/engine and choose the backend.
-# Sourced, not run. Variables a user may set:
+# Shared by the infer_centernet_* scripts: check every input, find or make the ONNX/engine, choose
+# the backend. Sourced, not run. Variables a user may set:
 #   DATASETS_DIR  COCO folder (annotations/instances_val2017.json + images/val2017/)
 #   CHECKPOINT    mmdet checkpoint (default checkpoints/centernet_resnet18_..._bb5b3bf7.pth)
 #   MODELS_DIR    where ONNX files and engines go (default models/)
 #   BACKEND       force one: tensorrt | torch | onnxruntime (default: the best available)
+#   BATCHSIZE     images per batch (default 32 on a GPU, CPU_BATCHSIZE on the CPU)
+#   WARMUP, ITERATIONS, PERF_IMAGES, ACC_TARGET   passed on to inference.py when set
 #   PYTHON        interpreter (default python3)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,20 +17,50 @@ CONFIG="centernet_r18_8xb16-crop512-140e_coco.py"
 ONNX_FP32="$MODELS_DIR/centernet.onnx"
 ONNX_FP16="$MODELS_DIR/centernet_fp16.onnx"
 ENGINE_FP16="$MODELS_DIR/centernet_fp16.engine"
+GPU_BATCHSIZE=32
+# ONNX Runtime FP32 on 2 (shared) cores, 512x672 canvases: batch 1 1.3 img/s, batch 2/4/8 1.5-2.3
+# img/s, 4 and 8 equal within noise (docs/precision-gate.md, "CPU batch"); 4 keeps memory small and
+# the progress bar moving. Batch 32 took 13 s a batch.
+CPU_BATCHSIZE=4
 
 die() { echo "error: $*" >&2; exit 2; }
 
-require_dataset() {
-  [ -n "${DATASETS_DIR:-}" ] || die "set DATASETS_DIR to your COCO folder (annotations/instances_val2017.json + images/val2017/); to download it: DATASETS_DIR=/data/coco scripts/prepare.sh"
-  [ -f "$DATASETS_DIR/annotations/instances_val2017.json" ] || die "$DATASETS_DIR/annotations/instances_val2017.json not found; to download COCO val2017: DATASETS_DIR=$DATASETS_DIR scripts/prepare.sh --only coco"
+require_positive_int() {  # NAME: the variable must be unset or a whole number >= 1 (>= 0 with 0)
+  local name="$1" min="${2:-1}" value="${!1:-}"
+  [ -z "$value" ] && return
+  [[ "$value" =~ ^[0-9]+$ ]] && [ "$value" -ge "$min" ] || die "$name=$value: expected a whole number >= $min"
 }
 
-require_onnx() {
-  if [ -f "$ONNX_FP32" ] && [ -f "$ONNX_FP16" ]; then return; fi
+# Everything a run needs, checked before any long work (a model export, a timing run).
+validate_inputs() {
+  local need_dataset="$1"
+  case "${BACKEND:-}" in
+    ''|tensorrt|torch|onnxruntime) ;;
+    *) die "BACKEND=$BACKEND: choose tensorrt, torch or onnxruntime (or leave it unset for the best available)" ;;
+  esac
+  require_positive_int BATCHSIZE
+  require_positive_int WARMUP 0
+  require_positive_int ITERATIONS
+  require_positive_int PERF_IMAGES
+  if [ -n "${ACC_TARGET:-}" ]; then
+    [[ "$ACC_TARGET" =~ ^(0(\.[0-9]+)?|1(\.0+)?|\.[0-9]+)$ ]] || die "ACC_TARGET=$ACC_TARGET: expected an AP between 0 and 1, such as 0.255"
+  fi
+  if [ "$need_dataset" = yes ] && [ -z "${DATASETS_DIR:-}" ]; then
+    die "set DATASETS_DIR to your COCO folder (annotations/instances_val2017.json + images/val2017/); to download it: DATASETS_DIR=/data/coco scripts/prepare.sh --only coco"
+  fi
+  if [ -n "${DATASETS_DIR:-}" ]; then
+    [ -f "$DATASETS_DIR/annotations/instances_val2017.json" ] || die "$DATASETS_DIR/annotations/instances_val2017.json not found; to download COCO val2017: DATASETS_DIR=$DATASETS_DIR scripts/prepare.sh --only coco"
+    [ -d "$DATASETS_DIR/images/val2017" ] || die "$DATASETS_DIR/images/val2017/ not found (the COCO layout is annotations/ + images/val2017/); to download it: DATASETS_DIR=$DATASETS_DIR scripts/prepare.sh --only coco"
+  fi
   [ -f "$CHECKPOINT" ] || die "checkpoint $CHECKPOINT not found; download it with: scripts/prepare.sh --only checkpoint (or set CHECKPOINT=/path/to/centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth)"
+  [ -f "$CONFIG" ] || die "config $CONFIG not found in $ROOT: run the scripts from a complete clone"
+}
+
+# require_onnx fp32|both: reuse $ONNX_FP32 (and $ONNX_FP16) only when their export report says they
+# passed the precision gate and were made from this checkpoint and config; else export them again.
+require_onnx() {
   mkdir -p "$MODELS_DIR"
-  echo "== exporting $ONNX_FP32 and $ONNX_FP16 from $CHECKPOINT"
-  "$PYTHON" export.py --weight "$CHECKPOINT" --cfg "$CONFIG" --output "$ONNX_FP32" --precision both
+  "$PYTHON" export.py --weight "$CHECKPOINT" --cfg "$CONFIG" --output "$ONNX_FP32" --precision "$1" --if-stale
 }
 
 # Prints tensorrt, torch or onnxruntime: TensorRT if importable and a GPU is present, else torch
@@ -48,33 +80,40 @@ else:
 PY
 }
 
-# Sets MODEL_ARGS for inference.py (and the performance defaults) and says which path runs.
+# Sets MODEL_ARGS (and BATCH, PERF_MODEL_ARGS, DEFAULT_PERF_IMAGES) and says which path runs.
 prepare_backend() {
   local backend="$1"
-  # DEFAULT_PERF_IMAGES empty: inference.py's own pipeline-tier sample (1000 images)
-  DEFAULT_WARMUP=20 DEFAULT_ITERATIONS=200 DEFAULT_PERF_IMAGES=
-  PERF_MODEL_ARGS=()  # what only the performance script adds
+  DEFAULT_PERF_IMAGES=  # empty: inference.py's own pipeline-tier sample
+  PERF_MODEL_ARGS=()    # what only the performance script adds
+  BATCH="${BATCHSIZE:-$GPU_BATCHSIZE}"
   case "$backend" in
     tensorrt)
-      require_onnx
+      require_onnx both
       "$PYTHON" build_engine.py --model "$ONNX_FP16" --engine "$ENGINE_FP16" --precision fp16 --if-stale
-      echo "== backend: TensorRT FP16 engine $ENGINE_FP16"
+      echo "== backend: TensorRT FP16 engine $ENGINE_FP16, batch $BATCH"
       MODEL_ARGS=(--engine "$ENGINE_FP16")
       ;;
     torch)
-      [ -f "$CHECKPOINT" ] || die "checkpoint $CHECKPOINT not found; download it with: scripts/prepare.sh --only checkpoint"
-      echo "== backend: PyTorch CUDA FP16 (TensorRT is not installed; see README, \"TensorRT\")"
+      echo "== backend: PyTorch CUDA FP16, batch $BATCH (TensorRT is not installed; see README, \"TensorRT\")"
       MODEL_ARGS=(--backend torch --weight "$CHECKPOINT" --cfg "$CONFIG" --device cuda --precision fp16)
       # torch.compile: 1.9x the engine FPS on an H200 for ~15 s of compiling (README, "Performance")
       PERF_MODEL_ARGS=(--compile default)
       ;;
     onnxruntime)
-      require_onnx
-      echo "== backend: ONNX Runtime on the CPU, FP32 ONNX (no CUDA GPU found; FP16 needs one)"
+      BATCH="${BATCHSIZE:-$CPU_BATCHSIZE}"
+      echo "== no CUDA GPU: this runs FP32 on ONNX Runtime (CPU), not FP16 (FP16 needs a GPU); batch $BATCH"
+      require_onnx fp32
+      echo "== backend: ONNX Runtime on the CPU, FP32 ONNX $ONNX_FP32"
       MODEL_ARGS=(--engine "$ONNX_FP32")
-      # A CPU does a few images a second: time a few batches, not 200.
-      DEFAULT_WARMUP=1 DEFAULT_ITERATIONS=5 DEFAULT_PERF_IMAGES=64
+      DEFAULT_PERF_IMAGES=64  # the pipeline tier reads this many files: a CPU does a few a second
       ;;
-    *) die "BACKEND=$backend: choose tensorrt, torch or onnxruntime" ;;
   esac
+}
+
+# inference.py's performance-mode counts, only when the user set them (otherwise inference.py
+# sizes warm-up and timing by time).
+perf_count_args() {
+  PERF_COUNT_ARGS=()
+  if [ -n "${WARMUP:-}" ]; then PERF_COUNT_ARGS+=(--warmup "$WARMUP"); fi
+  if [ -n "${ITERATIONS:-}" ]; then PERF_COUNT_ARGS+=(--iterations "$ITERATIONS"); fi
 }

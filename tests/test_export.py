@@ -7,7 +7,11 @@ import onnx
 import pytest
 
 from centernet import onnx_export as ox
-from centernet.export_cli import TOLERANCE
+from centernet import precision_gate as gate
+from centernet.checkpoint import sha256_of
+from conftest import CONFIG
+
+FP32_HEAD_TOLERANCE = 1e-4  # max |diff| / max(1, max |ref|): the gate's strict FP32 head check
 
 
 def test_fp32_graph_contract(onnx_paths, spec):
@@ -33,7 +37,7 @@ def test_fp32_round_trip_any_batch_and_size(onnx_paths, model, shape):
     got = ox.run_onnxruntime(onnx_paths['fp32'], canvases)
     for (diff, scale), out, ref in zip(ox.compare_outputs(reference, got).values(), got, reference):
         assert out.shape == ref.shape
-        assert diff <= TOLERANCE['fp32'] * max(1.0, scale)
+        assert diff <= FP32_HEAD_TOLERANCE * max(1.0, scale)
 
 
 def test_fp16_graph_is_mixed_precision_and_close(onnx_paths, model):
@@ -51,20 +55,25 @@ def test_fp16_graph_is_mixed_precision_and_close(onnx_paths, model):
             and t.dims == [1, 3, 1, 1]]
     values = sorted(float(v) for t in mean for v in onnx.numpy_helper.to_array(t).ravel())
     assert 123.675 == pytest.approx(values[-1], abs=1e-5)
-    canvases = ox.random_canvases(2, 384, 512, seed=3)
-    reference = ox.run_torch(model, canvases)
-    for diff, scale in ox.compare_outputs(reference,
-                                          ox.run_onnxruntime(onnx_paths['fp16'], canvases)).values():
-        assert diff <= TOLERANCE['fp16'] * max(1.0, scale)
+    # its detections are FP32's on scenes the export's gate did not see (another seed and shape)
+    (canvases, borders), = gate.check_inputs(model.spec, [(2, 384, 512)], seed=3)
+    verdict = gate.judge(ox.run_torch(model, canvases),
+                         ox.run_onnxruntime(onnx_paths['fp16'], canvases), borders, 'fp16',
+                         model.spec)
+    assert not verdict['failures'] and verdict['share'] == 1.0 and verdict['required'] > 100
 
 
-def test_export_report_written(onnx_paths):
+def test_export_report_written(onnx_paths, checkpoint_path):
     report = json.loads(onnx_paths['fp32'].with_suffix('.export.json').read_text())
+    assert report['weight_sha256'] == sha256_of(checkpoint_path)
+    assert report['config_sha256'] == sha256_of(CONFIG)
+    assert report['format_version'] == ox.FORMAT_VERSION
     assert set(report['outputs']) == {'fp32', 'fp16'}
-    assert all(row['ok'] == 'yes' for entry in report['outputs'].values()
-               for row in entry['parity'])
-    row = report['outputs']['fp32']['parity'][0]
-    assert set(row) == {'shape', 'output', 'max_abs_diff', 'max_abs_ref', 'tolerance', 'ok'}
+    for precision, entry in report['outputs'].items():
+        assert entry['status'] == 'passed' and entry['gate']['ok']
+        assert entry['gate']['precision'] == precision
+        assert entry['sha256'] == sha256_of(onnx_paths[precision])
+        assert [row['shape'] for row in entry['gate']['rows']] == ['1x512x672', '3x384x544']
 
 
 def test_static_export(tmp_path, checkpoint_path, model):
@@ -79,22 +88,70 @@ def test_static_export(tmp_path, checkpoint_path, model):
     assert dims == [2, 256, 320, 3]
     canvases = ox.random_canvases(2, 256, 320)
     diffs = ox.compare_outputs(ox.run_torch(model, canvases), ox.run_onnxruntime(out, canvases))
-    assert all(d <= TOLERANCE['fp32'] * max(1.0, s) for d, s in diffs.values())
+    assert all(d <= FP32_HEAD_TOLERANCE * max(1.0, s) for d, s in diffs.values())
 
 
-def test_parity_failure_exits_nonzero(tmp_path, checkpoint_path, monkeypatch, capsys):
-    """If ONNX Runtime disagreed with PyTorch, export.py must say so and exit 1."""
+def export_exit(argv):
     import export
     from common import run_main
-    from centernet import export_cli
-    real = ox.run_onnxruntime
-    monkeypatch.setattr(export_cli.ox, 'run_onnxruntime',
-                        lambda path, c: [o + np.float32(0.01) for o in real(path, c)])
     with pytest.raises(SystemExit) as code:
-        run_main(export.main, ['--weight', str(checkpoint_path), '--output',
-                               str(tmp_path / 'x.onnx'), '--no-simplify'])
-    assert code.value.code == 1
-    assert 'disagree beyond tolerance' in capsys.readouterr().out
+        run_main(export.main, [str(a) for a in argv])
+    return code.value.code
+
+
+def test_refused_fp32_never_reaches_its_path(tmp_path, checkpoint_path, monkeypatch, capsys):
+    """If ONNX Runtime disagreed with PyTorch, the graph is kept aside, not at --output: exit 2."""
+    from centernet import export_cli
+    real = ox.onnxruntime_runner
+    monkeypatch.setattr(export_cli.ox, 'onnxruntime_runner', lambda path: lambda c, b=None: [
+        o + np.float32(0.01) for o in real(path)(c, b)])
+    out = tmp_path / 'x.onnx'
+    assert export_exit(['--weight', checkpoint_path, '--output', out, '--no-simplify']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: the fp32 ONNX was refused by the precision '
+                                               'gate') and '--skip-check' in err[0]
+    assert not out.exists() and (tmp_path / 'x.rejected.onnx').is_file()
+    assert [p.name for p in tmp_path.iterdir() if '.tmp' in p.name] == []
+    report = json.loads((tmp_path / 'x.export.json').read_text())
+    assert report['outputs']['fp32']['status'] == 'failed'
+
+
+@pytest.fixture(scope='module')
+def fp16_breaking_checkpoint(tmp_path_factory, spec):
+    """Calibrated weights whose first block is rescaled by 1e4: the same FP32 function, but
+    activations beyond FP16's range (centernet.gate_cases)."""
+    import torch
+    from centernet import gate_cases
+    from centernet.model import build_model
+    case = gate_cases.Case('overflow', seed=3, block_scale=1e4)
+    path = tmp_path_factory.mktemp('fp16_breaks') / 'fp16_breaks.pth'
+    torch.save({'state_dict': case.state_dict(build_model(spec))}, path)
+    return path
+
+
+def test_refused_fp16_is_kept_aside_and_fp32_reused(tmp_path, fp16_breaking_checkpoint, capsys):
+    out = tmp_path / 'centernet.onnx'
+    argv = ['--weight', fp16_breaking_checkpoint, '--output', out, '--precision', 'both']
+    assert export_exit(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: the fp16 ONNX was refused')
+    assert '--precision fp32' in err[0] and '--skip-check' in err[0]
+    assert 'reference detections reproduced' in err[0]
+    assert out.is_file() and not (tmp_path / 'centernet_fp16.onnx').exists()
+    assert (tmp_path / 'centernet_fp16.rejected.onnx').is_file()
+    report = json.loads((tmp_path / 'centernet.export.json').read_text())
+    assert {k: v['status'] for k, v in report['outputs'].items()} == {'fp32': 'passed',
+                                                                     'fp16': 'failed'}
+    # --if-stale: the passed FP32 graph of this checkpoint is reused; the refused FP16 is not
+    assert export_exit(argv[:-1] + ['fp32', '--if-stale']) == 0
+    assert 'reusing the fp32 export' in capsys.readouterr().out
+    assert export_exit(argv + ['--if-stale', '--skip-check']) == 0
+    assert 'exporting again (its fp16 graph has status failed' in capsys.readouterr().out
+    assert (tmp_path / 'centernet_fp16.onnx').is_file()  # unchecked, as asked, and so recorded
+    assert not (tmp_path / 'centernet_fp16.rejected.onnx').exists()
+    report = json.loads((tmp_path / 'centernet.export.json').read_text())
+    assert report['outputs']['fp16']['status'] == 'skipped'
 
 
 def test_uint8_input_feeds_a_cast_directly(onnx_paths):
