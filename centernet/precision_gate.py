@@ -80,8 +80,11 @@ def tolerances(precision, spec):
         raise ValueError(f'precision {precision!r}: expected one of {PRECISIONS}')
     layers = rounded_layers(spec)
     if precision == 'fp32':
-        # Same arithmetic, another library: exact detections, and today's head check.
-        return Tolerances('fp32', 2.0 ** -24, layers, None, min_share=1.0, head_limit=1e-4)
+        # Same arithmetic, another library: detections within 1e-3 px / 1e-5, and today's strict
+        # head check (max |diff| <= 1e-4 max(1, max |ref|)). 99 %, not 100 %: two neighbouring
+        # cells within ~1e-6 of each other (a few per thousand peaks) may swap which one is the
+        # peak under FP32 reordering, which moves that box by a cell.
+        return Tolerances('fp32', 2.0 ** -24, layers, None, min_share=0.99, head_limit=1e-4)
     if precision == 'fp16':
         u = 2.0 ** -11
         eps = SIGMA * u * math.sqrt(layers)
@@ -217,9 +220,20 @@ class GateReport:
         return format_table(headers, rows, title=title)
 
     def to_dict(self) -> dict:
-        return dict(precision=self.precision, ok=self.ok, failures=self.failures,
-                    tolerances=dataclasses.asdict(self.tolerances), rows=self.rows,
-                    seconds=round(self.seconds, 2))
+        return _json_safe(dict(precision=self.precision, ok=self.ok, failures=self.failures,
+                               tolerances=dataclasses.asdict(self.tolerances), rows=self.rows,
+                               seconds=round(self.seconds, 2)))
+
+
+def _json_safe(value):
+    """inf/NaN (an overflowed graph's statistics) as None: strict JSON has no such numbers."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def run_gate(reference_fn, candidate_fn, spec, precision, shapes=DEFAULT_SHAPES, end2end=False):

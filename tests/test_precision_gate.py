@@ -49,7 +49,9 @@ def test_identical_heads_pass_every_precision(seeded_heads, spec):
     heads, borders = seeded_heads
     for precision in gate.PRECISIONS:
         row = gate.judge(heads, [h.copy() for h in heads], borders, precision, spec)
-        assert row['failures'] == [] and row['share'] == 1.0 and row['required'] > 100
+        assert row['failures'] == [] and row['share'] == 1.0
+        # INT8's provisional score tolerance puts most detections under compare.py's floor
+        assert row['required'] > (0 if precision == 'int8' else 100)
 
 
 def test_one_bad_pixel_does_not_decide_fp16_but_nan_does(seeded_heads, spec):
