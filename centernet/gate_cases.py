@@ -3,9 +3,9 @@ must fail (tools/gate_sweep.py runs them all; the tests run a few).
 
 Sound: seeded weights with data-calibrated BatchNorm statistics (synthetic.calibrated_state_dict),
 several seeds, BN gammas and head convs scaled within what trained networks show; plus the plain
-seeded weights. Broken: FP16 graphs whose FP32 function is unchanged but whose FP16 arithmetic is
-wrong (activations past FP16's range or in its subnormal range, a wrong cast, swapped outputs, the
-heads' FP32 island in FP16, zeroed or sign-flipped weights). Nothing here is used on a real run.
+seeded weights, FP16-safe rescalings and FP16 heads. Broken: FP16 graphs whose FP32 function is
+unchanged but whose FP16 arithmetic is wrong (weights/activations past FP16's range or in its
+subnormal range, a wrong cast, swapped outputs, zeroed or sign-flipped weights). Nothing here is used on a real run.
 """
 
 import dataclasses
@@ -29,10 +29,7 @@ class Case:
     block_scale: float = 1.0     # rescale RESCALED_BLOCK (FP32 function kept): broken if far from 1
     graph_defect: str = ''       # a defect applied to the FP16 graph (GRAPH_DEFECTS)
     fp32_heads: bool = True      # False: the heads' FP32 island converted to FP16 too
-
-    @property
-    def broken(self):
-        return bool(self.graph_defect) or not self.fp32_heads or not 1e-2 <= self.block_scale <= 1e2
+    broken: bool = False         # what the gate must say: refuse (True) or pass
 
     def state_dict(self, model):
         if self.calibrated:
@@ -54,19 +51,25 @@ def sound_cases():
     cases += [Case(f'calibrated seed {seed}, gammas x{g}, heads x{h}', seed, gamma_scale=g,
                    head_scale=h) for seed, g, h in ((18, 1.5, 1.5), (19, 0.7, 2.0))]
     cases += [Case(f'seeded seed {seed}', seed, calibrated=False) for seed in (0, 20, 21)]
-    cases += [Case(f'calibrated seed {seed}, block x{scale} (FP16-safe rescale)', seed,
-                   block_scale=scale) for seed, scale in ((22, 10.0), (23, 0.1))]
+    cases += [Case(f'calibrated seed {seed}, block x{scale:g} (FP16-safe rescale)', seed,
+                   block_scale=scale) for seed, scale in ((22, 10.0), (23, 0.1), (24, 1e3))]
+    # The heads' 1x1 convs and sigmoid in FP16 too: rounding scores to 2^-11 relative moves no
+    # detection beyond the FP16 tolerances (measured: share 1.0), so the FP32 island is a margin,
+    # not a necessity, and the gate must not refuse it.
+    cases += [Case('calibrated seed 25, heads FP32 island in FP16 too', 25, fp32_heads=False)]
     return cases
 
 
 def broken_cases(seed=0):
     """FP16 graphs that compute the FP32 function in exact arithmetic but break FP16."""
-    cases = [Case(f'block x{scale:g}: activations past FP16 range', seed, block_scale=scale)
-             for scale in (1e3, 1e4, 1e5)]
-    cases += [Case(f'block x{scale:g}: activations in FP16 subnormals', seed, block_scale=scale)
-              for scale in (1e-5, 1e-6)]
-    cases += [Case(f'graph: {name}', seed, graph_defect=name) for name in GRAPH_DEFECTS]
-    cases += [Case('heads FP32 island converted to FP16', seed, fp32_heads=False)]
+    # x1e4 and up: the folded weights and activations leave FP16's range (the converter clamps
+    # weights to 1e4); x1e3 stays inside it and is a sound case above.
+    cases = [Case(f'block x{scale:g}: past FP16 range', seed, block_scale=scale, broken=True)
+             for scale in (1e4, 1e5)]
+    cases += [Case(f'block x{scale:g}: activations in FP16 subnormals', seed, block_scale=scale,
+                   broken=True) for scale in (1e-5, 1e-6)]
+    cases += [Case(f'graph: {name}', seed, graph_defect=name, broken=True)
+              for name in GRAPH_DEFECTS]
     return cases
 
 
@@ -128,8 +131,19 @@ def int_cast(proto):
         node.input[:] = [back if i == source else i for i in node.input]
 
 
+def zero_offset(proto):
+    """The offset output multiplied by 0 (a dropped head): every box off by up to a cell."""
+    from onnx import TensorProto, helper
+    producer = next(n for n in proto.graph.node if 'offset' in n.output)
+    producer.output[:] = ['offset_before_zero' if o == 'offset' else o for o in producer.output]
+    proto.graph.initializer.append(helper.make_tensor('zero_scalar', TensorProto.FLOAT, [], [0.0]))
+    proto.graph.node.append(helper.make_node('Mul', ['offset_before_zero', 'zero_scalar'],
+                                             ['offset'], name='dropped_offset'))
+
+
 GRAPH_DEFECTS = {'wrong cast (INT32) after the stem': int_cast,
                  'wh and offset outputs swapped': swap_wh_offset,
+                 'offset output zeroed': zero_offset,
                  'one conv\'s FP16 weights zeroed': zero_weights,
                  'one conv\'s FP16 weights sign-flipped': negate_weights}
 

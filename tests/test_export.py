@@ -123,7 +123,7 @@ def fp16_breaking_checkpoint(tmp_path_factory, spec):
     import torch
     from centernet import gate_cases
     from centernet.model import build_model
-    case = gate_cases.Case('overflow', seed=3, block_scale=1e4)
+    case = gate_cases.Case('overflow', seed=3, block_scale=1e4, broken=True)
     path = tmp_path_factory.mktemp('fp16_breaks') / 'fp16_breaks.pth'
     torch.save({'state_dict': case.state_dict(build_model(spec))}, path)
     return path

@@ -90,9 +90,10 @@ def test_sound_fp16_conversions_pass(case, spec, tmp_path):
 
 
 @pytest.mark.parametrize('case', [
-    gate_cases.Case('block x1e5: past FP16 range', 53, block_scale=1e5),
-    gate_cases.Case('block x1e-6: FP16 subnormals', 53, block_scale=1e-6),
-    gate_cases.Case('wrong cast', 53, graph_defect='wrong cast (INT32) after the stem'),
+    gate_cases.Case('block x1e5: past FP16 range', 53, block_scale=1e5, broken=True),
+    gate_cases.Case('block x1e-6: FP16 subnormals', 53, block_scale=1e-6, broken=True),
+    gate_cases.Case('wrong cast', 53, graph_defect='wrong cast (INT32) after the stem',
+                    broken=True),
 ], ids=lambda c: c.name)
 def test_broken_fp16_graphs_are_refused(case, spec, tmp_path):
     reports = run_case(case, spec, tmp_path)
