@@ -140,8 +140,15 @@ def judge(reference, candidate, borders, precision, spec, candidate_detections=N
 
     For a graph that decodes itself (export.py --end2end) pass candidate=None and its
     (boxes, scores, labels) as `candidate_detections`: the head statistics are then skipped.
+    Returns a GateReport of one row (this batch of canvases).
     """
     tol = tolerances(precision, spec)
+    return GateReport(precision, tol, [_judge_batch(reference, candidate, borders, tol, spec,
+                                                    candidate_detections)])
+
+
+def _judge_batch(reference, candidate, borders, tol, spec, candidate_detections):
+    """judge's one row: statistics, detection shares and failures of one batch."""
     reference = [np.asarray(r, np.float32) for r in reference]
     scales = {name: _scale(r) for name, r in zip(OUTPUT_NAMES, reference)}
     box_tol, score_tol = tol.detection_tolerances(scales, spec.stride)
@@ -247,8 +254,9 @@ def run_gate(reference_fn, candidate_fn, spec, precision, shapes=DEFAULT_SHAPES,
     for canvases, borders in check_inputs(spec, shapes):
         reference = reference_fn(canvases)
         if end2end:
-            rows.append(judge(reference, None, borders, precision, spec,
-                              candidate_detections=candidate_fn(canvases, borders)))
+            report = judge(reference, None, borders, precision, spec,
+                           candidate_detections=candidate_fn(canvases, borders))
         else:
-            rows.append(judge(reference, candidate_fn(canvases), borders, precision, spec))
+            report = judge(reference, candidate_fn(canvases), borders, precision, spec)
+        rows += report.rows
     return GateReport(precision, tolerances(precision, spec), rows, time.perf_counter() - start)

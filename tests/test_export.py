@@ -60,7 +60,7 @@ def test_fp16_graph_is_mixed_precision_and_close(onnx_paths, model):
     verdict = gate.judge(ox.run_torch(model, canvases),
                          ox.run_onnxruntime(onnx_paths['fp16'], canvases), borders, 'fp16',
                          model.spec)
-    assert not verdict['failures'] and verdict['share'] == 1.0 and verdict['required'] > 100
+    assert verdict.ok and verdict.rows[0]['share'] == 1.0 and verdict.rows[0]['required'] > 100
 
 
 def test_export_report_written(onnx_paths, checkpoint_path):

@@ -48,8 +48,9 @@ def test_tolerances_follow_from_the_unit_roundoff(spec):
 def test_identical_heads_pass_every_precision(seeded_heads, spec):
     heads, borders = seeded_heads
     for precision in gate.PRECISIONS:
-        row = gate.judge(heads, [h.copy() for h in heads], borders, precision, spec)
-        assert row['failures'] == [] and row['share'] == 1.0
+        report = gate.judge(heads, [h.copy() for h in heads], borders, precision, spec)
+        (row,) = report.rows
+        assert report.ok and report.failures == [] and row['share'] == 1.0
         # INT8's provisional score tolerance puts most detections under compare.py's floor
         assert row['required'] > (0 if precision == 'int8' else 100)
 
@@ -58,17 +59,21 @@ def test_one_bad_pixel_does_not_decide_fp16_but_nan_does(seeded_heads, spec):
     heads, borders = seeded_heads
     spiked = [h.copy() for h in heads]
     spiked[0][0, 5, 3, 4] += 0.05  # one cell of 2 x 80 x 48 x 64, 10x the score tolerance
-    assert gate.judge(heads, spiked, borders, 'fp16', spec)['failures'] == []
-    assert gate.judge(heads, spiked, borders, 'fp32', spec)['failures']  # FP32 stays strict
+    assert gate.judge(heads, spiked, borders, 'fp16', spec).ok
+    assert not gate.judge(heads, spiked, borders, 'fp32', spec).ok  # FP32 stays strict
     spiked[1][1, 0, 7, 7] = np.nan
-    failures = gate.judge(heads, spiked, borders, 'fp16', spec)['failures']
+    failures = gate.judge(heads, spiked, borders, 'fp16', spec).failures
     assert any('1 non-finite' in f for f in failures)
 
 
 def test_swapped_heads_fail_by_a_wide_margin(seeded_heads, spec):
     heads, borders = seeded_heads
-    row = gate.judge(heads, [heads[0], heads[2], heads[1]], borders, 'fp16', spec)
-    assert row['share'] < 0.1 and 'reference detections reproduced' in row['failures'][0]
+    report = gate.judge(heads, [heads[0], heads[2], heads[1]], borders, 'fp16', spec)
+    assert report.rows[0]['share'] < 0.1
+    assert 'reference detections reproduced' in report.failures[0]
+    assert 'fp16' in report.table() and 'NO' in report.table()
+    import json
+    assert json.loads(json.dumps(report.to_dict()))['ok'] is False
 
 
 def run_case(case, spec, tmp_path):
