@@ -9,6 +9,7 @@ the config's sha256, which `--if-stale` (the scripts) compares before reusing a 
 """
 
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -53,7 +54,6 @@ def reuse_problem(output, precision, weight, cfg, end2end=False, static_shape=No
     otherwise why not, in a few words."""
     path = report_path(output)
     try:
-        import json
         report = json.loads(path.read_text())
     except FileNotFoundError:
         return f'no export report {path}'
@@ -98,8 +98,9 @@ def write_gated(final, make, judge):
     """make(tmp) writes a graph beside `final`; judge(tmp) -> GateReport, or None (unchecked).
 
     The graph reaches `final` only if it passed or was not checked; a refused one goes to
-    rejected_path(final) and `final` is left as it was. Returns (where the file is now, its
-    sha256, its size, the verdict)."""
+    rejected_path(final), and a file an earlier export left at `final` is removed (it would
+    contradict the new report, and a script or engine build would take it). Returns (where the
+    file is now, its sha256, its size, the verdict)."""
     kept = rejected_path(final)
     try:
         with atomic_path(final) as tmp:
@@ -110,6 +111,7 @@ def write_gated(final, make, judge):
                 os.replace(tmp, kept)  # atomic_path then has no temporary file left to remove
                 raise _Refused
     except _Refused:
+        Path(final).unlink(missing_ok=True)
         return kept, digest, size, verdict
     kept.unlink(missing_ok=True)  # a refusal left by an earlier export is stale now
     return Path(final), digest, size, verdict
@@ -185,12 +187,12 @@ def export(args, log=print):
     write_json(report_path(output), report, indent=1)
     if refused:
         precision, kept, failures = refused[0]
-        retry = ('export.py --precision fp32 for an FP32 model' if precision != 'fp32'
-                 else 'report it with the table above')
+        more = f'; {len(failures) - 1} more in the table' if len(failures) > 1 else ''
+        retry = ('use --precision fp32 for an FP32 model' if precision != 'fp32' else
+                 'an FP32 graph should match PyTorch: report it with the table above')
         raise UserError(f'the {precision} ONNX was refused by the precision gate ({failures[0]}'
-                        f'{f"; {len(failures) - 1} more in the table" if len(failures) > 1 else ""}'
-                        f'); it is kept as {kept} for inspection, nothing was written at its path. '
-                        f'Use {retry}, or --skip-check to write it unchecked')
+                        f'{more}); it is kept as {kept} for inspection and nothing is left at its '
+                        f'path; {retry}, or pass --skip-check to write it unchecked')
     return 0
 
 

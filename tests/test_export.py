@@ -131,6 +131,7 @@ def fp16_breaking_checkpoint(tmp_path_factory, spec):
 
 def test_refused_fp16_is_kept_aside_and_fp32_reused(tmp_path, fp16_breaking_checkpoint, capsys):
     out = tmp_path / 'centernet.onnx'
+    (tmp_path / 'centernet_fp16.onnx').write_bytes(b'an earlier export')  # must not survive
     argv = ['--weight', fp16_breaking_checkpoint, '--output', out, '--precision', 'both']
     assert export_exit(argv) == 2
     captured = capsys.readouterr()
