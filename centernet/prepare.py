@@ -334,11 +334,11 @@ def prepare(args, files=None, log=print, timeout=None):
     `files` replaces the RECORDED table (the tests serve small fakes with their own digests)."""
     files = files or RECORDED
     timeout = timeout or NETWORK_TIMEOUT_S
+    if args.only in ('coco', 'all') and not args.datasets:  # before any download
+        raise UserError('no dataset folder: pass --datasets DIR or set DATASETS_DIR '
+                        '(or use --only checkpoint)')
     if args.only in ('checkpoint', 'all'):
         prepare_checkpoint(args.checkpoint_dir, args.openmmlab_mirror, files, log, timeout)
     if args.only in ('coco', 'all'):
-        if not args.datasets:
-            raise UserError('no dataset folder: pass --datasets DIR or set DATASETS_DIR '
-                            '(or use --only checkpoint)')
         prepare_coco(args.datasets, args.coco_mirror, files, args.keep_archives, log, timeout)
     return 0

@@ -378,9 +378,15 @@ def run_wrapper(env_overrides, *options):
                           capture_output=True, text=True, timeout=60)
 
 
-def test_wrapper_needs_datasets_dir():
-    result = run_wrapper({})
-    assert result.returncode != 0 and 'set DATASETS_DIR' in result.stderr
+def test_wrapper_needs_datasets_dir_for_coco_only(tmp_path):
+    result = run_wrapper({}, '--checkpoint_dir', str(tmp_path))
+    assert result.returncode == 2 and 'set DATASETS_DIR' in result.stderr
+    assert list(tmp_path.iterdir()) == []  # refused before downloading the checkpoint
+    url = f'http://127.0.0.1:{closed_port()}'
+    result = run_wrapper({}, '--only', 'checkpoint', '--checkpoint_dir', str(tmp_path),
+                         '--openmmlab_mirror', url)
+    assert result.returncode == 2 and 'DATASETS_DIR' not in result.stderr
+    assert f'cannot reach {url}' in result.stderr  # it went on to the download
 
 
 def test_wrapper_passes_datasets_dir_and_mirror_environment(tmp_path):

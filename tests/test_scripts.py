@@ -115,14 +115,3 @@ def test_bad_inputs_fail_at_once(journey, tmp_path, script, variables, message):
     assert done.returncode == 2
     assert done.stderr.startswith('error: ') and message in done.stderr, done.stderr
     assert not (tmp_path / 'models').exists()  # nothing started: no export, no timing
-
-
-def test_prepare_checkpoint_needs_no_datasets_dir(tmp_path):
-    """--only checkpoint runs without DATASETS_DIR (here it stops at the unreachable mirror)."""
-    env = {k: v for k, v in os.environ.items() if k != 'DATASETS_DIR'}
-    done = subprocess.run(['bash', str(ROOT / 'scripts' / 'prepare.sh'), '--only', 'checkpoint',
-                           '--checkpoint_dir', str(tmp_path), '--openmmlab_mirror',
-                           'http://127.0.0.1:9'], env=dict(env, PYTHON=sys.executable),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and 'DATASETS_DIR' not in done.stderr
-    assert 'cannot reach http://127.0.0.1:9' in done.stderr
