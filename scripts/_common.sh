@@ -101,7 +101,9 @@ prepare_backend() {
       ;;
     onnxruntime)
       BATCH="${BATCHSIZE:-$CPU_BATCHSIZE}"
-      echo "== no CUDA GPU: this runs FP32 on ONNX Runtime (CPU), not FP16 (FP16 needs a GPU); batch $BATCH"
+      local why="no CUDA GPU"
+      if [ -n "${BACKEND:-}" ]; then why="BACKEND=onnxruntime"; fi
+      echo "== $why: this runs FP32 on ONNX Runtime (CPU), not FP16 (FP16 needs a GPU); batch $BATCH"
       require_onnx fp32
       echo "== backend: ONNX Runtime on the CPU, FP32 ONNX $ONNX_FP32"
       MODEL_ARGS=(--engine "$ONNX_FP32")

@@ -56,7 +56,8 @@ def test_first_run_from_an_empty_models_folder(journey, seed):
     done = run_script('infer_centernet_fp16_accuracy.sh', dict(env, ACC_TARGET='0'),
                       '--record', str(root / f'acc_{seed}.json'), '--quiet')
     assert done.returncode == 0, done.stderr[-3000:]
-    assert 'this runs FP32 on ONNX Runtime (CPU), not FP16 (FP16 needs a GPU)' in done.stdout
+    assert 'BACKEND=onnxruntime: this runs FP32 on ONNX Runtime (CPU), not FP16 (FP16 needs a GPU)' \
+        in done.stdout
     assert 'exporting again (no export report' in done.stdout
     models = sorted(p.name for p in (root / f'models_{seed}').iterdir())
     assert models == ['centernet.export.json', 'centernet.onnx']  # the CPU path needs only FP32
