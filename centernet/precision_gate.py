@@ -36,11 +36,11 @@ import torch
 from .compare import match_rate
 from .config import RESNET_BASIC_BLOCK_STAGES
 from .decode import decode_heads
+from .onnx_export import OUTPUT_NAMES
 from .preprocess import CenterCanvas
 from .report import format_table
 
 PRECISIONS = ('fp32', 'fp16', 'int8')
-OUTPUT_NAMES = ('heatmap', 'wh', 'offset')
 # The canvases export checks by default: the two shapes exercise batch and dynamic height/width
 # (a profile's upper end 512x672 at batch 1, and a smaller batch of 3).
 DEFAULT_SHAPES = ((1, 512, 672), (3, 384, 544))
