@@ -53,9 +53,10 @@ class StageTimer:
         return dict(self.seconds, other=max(total - sum(self.seconds.values()), 0.0), total=total)
 
     def table(self, title='where the time went'):
+        """Seconds and share of the total per stage; stages that never ran (0 s) are left out."""
         times = self.to_dict()
         total = times['total'] or 1.0
         labels = dict(STAGES, other='other (batching, progress, bookkeeping)', total='total wall')
         return format_table(['stage', 'seconds', '%'],
-                            [[labels[name], round(seconds, 2), round(100 * seconds / total, 1)]
-                             for name, seconds in times.items()], title=title)
+                            [[labels[name], round(seconds, 2), round(100 * seconds / total)]
+                             for name, seconds in times.items() if seconds], title=title)
