@@ -77,7 +77,7 @@ def run_accuracy(detector, args):
     with timer.stage('results'):
         results = to_coco_results(ids[done], detections.boxes[done], detections.scores[done],
                                   detections.labels[done], images.cat_ids)
-    if args.save_json:
+    if args.save_json:  # before evaluating: loadRes adds fields to the records
         with timer.stage('save_json'):
             write_json(args.save_json, results)
         print(f'detections: {args.save_json} ({len(results)} boxes)')
