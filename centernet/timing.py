@@ -4,7 +4,8 @@ Stages are host wall time (time.perf_counter) spent in that stage, so they never
 other and add up to at most the total; `other` is the rest (progress bar, batching, bookkeeping).
 On a GPU, backends return as soon as the work is queued: `network` and `decode` are then the host
 time spent launching them, and the device's compute shows up as `device_wait` (the host blocked
-on a batch's results). No stage adds a device synchronisation.
+on a batch's results) or, where a launch blocks (a full launch queue, an upload waiting for its
+buffer), inside `network`. No stage adds a device synchronisation.
 """
 
 import time
