@@ -135,3 +135,58 @@ def test_numpy_data_in_meta_is_accepted(tmp_path, spec, seeded_weights, legacy_f
     assert len(classes) == 80
     _, meta = read_checkpoint(path)
     assert meta['seed'] == 42 and meta['hist'].shape == (3,)
+
+
+# --- what torch's own load_state_dict accepts (and so mmdet) ------------------------------------
+
+def _old_pytorch(weights, shape):
+    """num_batches_tracked as 1-element tensors (PyTorch 0.4.0) or any other shape."""
+    return {k: v.reshape(shape) if k.endswith('num_batches_tracked') else v
+            for k, v in weights.items()}
+
+
+STATE_VARIANTS = {
+    'num_batches_tracked-1-element': lambda w: _old_pytorch(w, (1,)),
+    'num_batches_tracked-missing': lambda w: {k: v for k, v in w.items()
+                                              if not k.endswith('num_batches_tracked')},
+    'num_batches_tracked-1x1': lambda w: _old_pytorch(w, (1, 1)),
+    'running_var-1-element-too-few': lambda w: {**w, 'backbone.bn1.running_var':
+                                                w['backbone.bn1.running_var'][:1]},
+}
+
+
+def _torch_loads(spec, state):
+    """The independent truth: a fresh model's own load_state_dict(strict=True), as mmdet's
+    mmengine calls it (a plain dict: no `_metadata`, as in an mmdet checkpoint's state)."""
+    from centernet.model import build_model
+    model = build_model(spec)
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except RuntimeError:
+        return None
+    return model
+
+
+@pytest.mark.parametrize('variant', list(STATE_VARIANTS))
+@pytest.mark.parametrize('prefix', ['', 'module.'])
+def test_accepts_exactly_what_torch_accepts(tmp_path, spec, seeded_weights, variant, prefix):
+    state = STATE_VARIANTS[variant](dict(seeded_weights))
+    truth = _torch_loads(spec, state)
+    path = _save(tmp_path / 'w.pth', {'state_dict': {prefix + k: v for k, v in state.items()}})
+    if truth is None:
+        with pytest.raises(UserError, match='does not fit the model the config describes'):
+            load_model(spec, path)
+        return
+    model, _ = load_model(spec, path)
+    expected = truth.state_dict()
+    assert model.state_dict().keys() == expected.keys()
+    assert all(torch.equal(model.state_dict()[k], expected[k]) for k in expected)
+    _assert_weights_equal(model, seeded_weights)  # and they are the weights that were saved
+
+
+def test_variants_cover_both_verdicts(spec, seeded_weights):
+    """The table above holds cases torch accepts and cases it refuses (the test can fail)."""
+    verdicts = {name: _torch_loads(spec, make(dict(seeded_weights))) is not None
+                for name, make in STATE_VARIANTS.items()}
+    assert verdicts == {'num_batches_tracked-1-element': True, 'num_batches_tracked-missing': True,
+                        'num_batches_tracked-1x1': False, 'running_var-1-element-too-few': False}
