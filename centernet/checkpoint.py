@@ -49,6 +49,17 @@ _NUMPY_DATA_GLOBALS = re.compile(r'^numpy(\._core|\.core)?\.(multiarray\.(scalar
 _MAX_ALLOWED_GLOBALS = 16
 
 
+class TrainingLogData:
+    """Stands in for an mmengine class that a training checkpoint pickles as plain data (the
+    message hub's HistoryBuffer of logged losses): its attributes are loaded, no code runs.
+    mmdet 3.x's Runner writes these into every epoch_N.pth; the published files drop them."""
+
+
+# mmengine classes whose pickled state is plain data (numpy arrays, numbers): read as
+# TrainingLogData, so a user's own epoch_N.pth loads without mmengine and without trusting it.
+_MMENGINE_DATA_CLASSES = ('mmengine.logging.history_buffer.HistoryBuffer',)
+
+
 def _resolve_global(name):
     import importlib
     module, _, attr = name.rpartition('.')
@@ -56,11 +67,13 @@ def _resolve_global(name):
 
 
 def _torch_load_weights_only(path):
-    """torch.load(weights_only=True), allowing numpy data globals one by one as they come up."""
+    """torch.load(weights_only=True), allowing numpy data globals one by one as they come up,
+    and mmengine's training-log classes as TrainingLogData."""
+    stand_ins = [(TrainingLogData, name) for name in _MMENGINE_DATA_CLASSES]
     allowed = []
     while True:
         try:
-            with torch.serialization.safe_globals(allowed):
+            with torch.serialization.safe_globals(stand_ins + allowed):
                 return torch.load(path, map_location='cpu', weights_only=True)
         except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
             text = str(exc)

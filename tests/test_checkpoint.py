@@ -190,3 +190,44 @@ def test_variants_cover_both_verdicts(spec, seeded_weights):
                 for name, make in STATE_VARIANTS.items()}
     assert verdicts == {'num_batches_tracked-1-element': True, 'num_batches_tracked-missing': True,
                         'num_batches_tracked-1x1': False, 'running_var-1-element-too-few': False}
+
+
+def test_mmengine_training_checkpoint_loads_without_mmengine(tmp_path, spec, seeded_weights,
+                                                             monkeypatch):
+    """mmdet 3.x's Runner saves epoch_N.pth with optimizer, schedulers and a message hub whose
+    HistoryBuffer objects are mmengine classes; mmdet loads it, so must the kit, running no code
+    of the file. The class is faked at save time (no mmengine here) with mmengine's attributes."""
+    import sys
+    import types
+    import numpy as np
+
+    class HistoryBuffer:  # mmengine/logging/history_buffer.py's state
+        def __init__(self):
+            self.max_length = 1000000
+            self._log_history = np.array([2.5, 2.1, 1.9])
+            self._count_history = np.array([1, 1, 1])
+
+    module_name = 'mmengine.logging.history_buffer'
+    HistoryBuffer.__module__, HistoryBuffer.__qualname__ = module_name, 'HistoryBuffer'
+    fake = types.ModuleType(module_name)
+    fake.HistoryBuffer = HistoryBuffer
+    for name in ('mmengine', 'mmengine.logging'):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, module_name, fake)
+    checkpoint = {
+        'meta': {'epoch': 140, 'iter': 100, 'seed': np.int64(0), 'cfg': 'model = dict(...)',
+                 'dataset_meta': {'classes': tuple(f'c{i}' for i in range(80)),
+                                  'palette': [(220, 20, 60)] * 80}},
+        'state_dict': dict(seeded_weights),
+        'message_hub': {'log_scalars': {'train/loss': HistoryBuffer()},
+                        'runtime_info': {'epoch': 140, 'iter': 100}, 'resumed_keys': {}},
+        'optimizer': {'state': {0: {'momentum_buffer': torch.zeros(3)}},
+                      'param_groups': [{'lr': 0.01, 'momentum': 0.9, 'params': [0]}]},
+        'param_schedulers': [{'last_step': 140, 'base_values': [0.01]}],
+    }
+    path = _save(tmp_path / 'epoch_140.pth', checkpoint)
+    for name in ('mmengine', 'mmengine.logging', module_name):
+        monkeypatch.delitem(sys.modules, name)
+    model, classes = load_model(spec, path)
+    _assert_weights_equal(model, seeded_weights)
+    assert len(classes) == 80
