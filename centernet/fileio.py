@@ -29,12 +29,12 @@ _WRITE_FAILURES = {
 _NEW_FILE_MODE = 0o666  # what open(path, 'w') asks for; the kernel takes the umask off
 
 
-def write_failure(path, exc):
+def write_failure(path, exc, outcome='nothing was written there'):
     """The UserError for an OSError of the storage while writing `path`, else None."""
     advice = _WRITE_FAILURES.get(exc.errno)
     if advice is None:
         return None
-    return UserError(f'cannot write {path}: {advice} (nothing was written there)')
+    return UserError(f'cannot write {path}: {advice} ({outcome})')
 
 
 def _create_beside(path):
@@ -92,15 +92,21 @@ def atomic_path(path):
         raise (write_failure(path, exc) or exc) from None
     try:
         yield tmp
-        _fsync_file(tmp)
-        os.replace(tmp, path)
+        move_into_place(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and write_failure(path, exc):
             raise write_failure(path, exc) from None
         raise
-    _fsync_folder(folder)
+
+
+def move_into_place(done, path):
+    """Rename the finished file `done` over `path` durably: its data reaches the disk first (a
+    crash then leaves the old file or the new one, never an empty one), the rename after."""
+    _fsync_file(done)
+    os.replace(done, path)
+    _fsync_folder(Path(path).parent)
 
 
 def write_json(path, obj, indent=None):
