@@ -94,8 +94,8 @@ def latency_stats(times, batch):
 
 
 def format_fps(value):
-    """Three significant digits, one decimal from 100 up: 0.412, 41.2, 812.3."""
-    return f'{value:.1f}' if value >= 100 else f'{value:.3g}'
+    """Three significant digits, one decimal from 100 up: 0.410, 41.2, 812.3."""
+    return f'{value:.1f}' if value >= 99.95 else f'{value:#.3g}'
 
 
 
