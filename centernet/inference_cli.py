@@ -162,7 +162,7 @@ def run_performance(detector, args):
               'pipeline': 'full pipeline on files, canvas batches'}
     for name, stats in tiers.items():
         spread = (f'{format_fps(stats["fps_p10"])}-{format_fps(stats["fps_p90"])}'
-                  if 'fps_p10' in stats else '-')
+                  if 'fps_p10' in stats else None)
         rows.append([labels[name], format_fps(stats['fps']), spread, stats['iterations']]
                     + [stats.get(f'latency_ms_{k}') for k in ('mean', 'p50', 'p90', 'p99')])
     print(format_table(['tier', 'FPS', 'FPS p10-p90', 'runs', 'mean ms', 'p50 ms', 'p90 ms',

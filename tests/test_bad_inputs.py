@@ -343,8 +343,10 @@ def test_file_size_limit_of_the_machine(tmp_path, onnx_paths, dataset):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sigterm_during_export_leaves_nothing(tmp_path, checkpoint_path):
-    """SIGTERM (a job scheduler, `docker stop`, `kill`) while the ONNX is being written."""
+@pytest.mark.parametrize('signum, how', [(signal.SIGTERM, 'SIGTERM'),
+                                         (signal.SIGINT, 'Ctrl-C (SIGINT)')])
+def test_signal_during_export_leaves_nothing(tmp_path, checkpoint_path, signum, how):
+    """SIGTERM (a job scheduler, `docker stop`, `kill`) or Ctrl-C while the ONNX is written."""
     out = tmp_path / 'centernet.onnx'
     process = subprocess.Popen([sys.executable, str(ROOT / 'export.py'), '--weight',
                                 str(checkpoint_path), '--output', str(out), '--skip-check'],
@@ -354,12 +356,12 @@ def test_sigterm_during_export_leaves_nothing(tmp_path, checkpoint_path):
         while not list(tmp_path.glob('.centernet.onnx.*.tmp')):  # the export has begun
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         _, err = process.communicate(timeout=240)
     finally:
         process.kill()
     assert process.returncode == 2, err
-    assert err.strip().splitlines()[-1] == ('error: stopped by SIGTERM: no partial output was '
+    assert err.strip().splitlines()[-1] == (f'error: stopped by {how}: no partial output was '
                                             'written; run the command again to start over')
     assert 'Traceback' not in err
     assert list(tmp_path.iterdir()) == []
