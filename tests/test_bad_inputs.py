@@ -367,6 +367,26 @@ def test_signal_during_export_leaves_nothing(tmp_path, checkpoint_path, signum, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_sigterm_during_a_performance_run(tmp_path, onnx_paths):
+    """SIGTERM while inference.py is timing: the record is not written, nothing is left."""
+    record = tmp_path / 'perf.json'
+    process = subprocess.Popen([sys.executable, str(ROOT / 'inference.py'), '--engine',
+                                str(onnx_paths['fp32']), '--perf_only', '--batchsize', '1',
+                                '--warmup_seconds', '600', '--record', str(record), '--quiet'],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    try:
+        assert process.stdout.readline().startswith('performance:')  # timing has begun
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=240)
+    finally:
+        process.kill()
+    assert process.returncode == 2, err
+    assert err.strip() == ('error: stopped by SIGTERM: no partial output was written; run the '
+                           'command again to start over')
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- what mmdet accepts, the kit accepts --------------------------------------------------------
 
 @pytest.mark.parametrize('variant', ['1-element', 'missing'])
