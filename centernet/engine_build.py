@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import engine_parts as parts
 from . import onnx_export as ox
 from .checkpoint import sha256_of
 from .errors import UserError
@@ -118,8 +119,19 @@ def current_gpu():
 
 # --- the optimisation profile -------------------------------------------------------------------
 
+class _IntRecord:
+    """to_dict / from_dict for the sidecar, for a dataclass of ints."""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields):
+        return cls(**{f.name: int(fields[f.name]) for f in dataclasses.fields(cls)})
+
+
 @dataclass(frozen=True)
-class Profile:
+class Profile(_IntRecord):
     """The canvas shapes the engine accepts: batch and side (H and W alike) ranges, with the
     shape TensorRT tunes its kernels for (opt)."""
 
@@ -149,16 +161,82 @@ class Profile:
             (self.min_batch, self.min_side), (self.opt_batch, self.opt_side),
             (self.max_batch, self.max_side)))
 
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, fields):
-        return cls(**{f.name: int(fields[f.name]) for f in dataclasses.fields(cls)})
-
     def describe(self):
         return (f'batch {self.min_batch}..{self.max_batch} (opt {self.opt_batch}), '
                 f'sides {self.min_side}..{self.max_side} (opt {self.opt_side})')
+
+
+@dataclass(frozen=True)
+class FixedShape(_IntRecord):
+    """The one canvas shape of an ONNX exported with a fixed shape (export.py --static): TensorRT
+    takes fixed dimensions only in a profile with min = opt = max."""
+
+    batch: int
+    height: int
+    width: int
+
+    def validate(self):
+        return self
+
+    @property
+    def min_batch(self):
+        return self.batch
+
+    @property
+    def max_batch(self):
+        return self.batch
+
+    def canvas_shapes(self):
+        shape = (self.batch, self.height, self.width, 3)
+        return shape, shape, shape
+
+    def describe(self):
+        return f'fixed shape {self.batch}x{self.height}x{self.width} (a static ONNX)'
+
+
+def profile_from_dict(fields):
+    """A sidecar's `profile` record -> Profile or FixedShape."""
+    kind = FixedShape if 'height' in fields else Profile
+    return kind.from_dict(fields)
+
+
+def onnx_canvas_dims(onnx_path):
+    """The ONNX's declared `canvas` dimensions: an int where fixed, None where dynamic."""
+    import onnx
+    try:
+        proto = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and OSError alike
+        raise UserError(f'{onnx_path} is not a readable ONNX ({type(exc).__name__}): make it '
+                        'again with export.py') from None
+    for value in proto.graph.input:
+        if value.name == ox.INPUT_NAME:
+            return tuple(d.dim_value if d.HasField('dim_value') else None
+                         for d in value.type.tensor_type.shape.dim)
+    raise UserError(f'{onnx_path} has no input {ox.INPUT_NAME!r}: export it with export.py')
+
+
+def resolve_profile(onnx_path, profile, log=print):
+    """The profile to build with: `profile` for a dynamic ONNX; for a static one (all of B, H, W
+    fixed) its one shape, min = opt = max, as TensorRT requires of fixed dimensions. An ONNX with
+    some fixed and some dynamic of B, H, W is refused: this kit never exports one."""
+    dims = onnx_canvas_dims(onnx_path)
+    fixed = [d is not None for d in dims[:3]]
+    if not any(fixed):
+        return profile
+    if not all(fixed):
+        shown = 'x'.join('?' if d is None else str(d) for d in dims)
+        raise UserError(f'{onnx_path} fixes only some of the canvas dimensions ({shown}): export '
+                        'it with export.py, either dynamic (the default) or --static BxHxW')
+    shape = FixedShape(*dims[:3])
+    if shape.height % SIDE_MULTIPLE or shape.width % SIDE_MULTIPLE:
+        raise UserError(f'{onnx_path} has a fixed canvas {shape.height}x{shape.width}, not a '
+                        f'multiple of {SIDE_MULTIPLE}: export it again with --static BxHxW '
+                        f'(H and W multiples of {SIDE_MULTIPLE}) or without --static')
+    if profile != Profile():
+        log(f'{onnx_path} has a fixed input shape: the engine takes exactly '
+            f'{shape.batch}x{shape.height}x{shape.width}; the --min/opt/max_batch and _side '
+            'flags do not apply (export without --static for a range of shapes)')
+    return shape
 
 
 # --- the ONNX to build from ---------------------------------------------------------------------
@@ -203,44 +281,6 @@ def prepare_onnx(onnx_path, precision, log=print):
 
 # --- the build ----------------------------------------------------------------------------------
 
-class TimingCacheFile:
-    """TensorRT's kernel timings, kept on disk so that the next build skips most of the timing.
-
-    The cache is only valid for one TensorRT version and GPU; TensorRT refuses a foreign one
-    (set_timing_cache(..., ignore_mismatch=False) returns False) and the build starts a fresh one.
-    """
-
-    def __init__(self, path, log=print):
-        self.path = Path(path)
-        self.log = log
-
-    def attach(self, config):
-        """Load the file (if any) into a timing cache, attach it to `config`, return the cache."""
-        blob = self.path.read_bytes() if self.path.is_file() else b''
-        cache = self._create(config, blob)
-        if cache is not None and config.set_timing_cache(cache, False):
-            if blob:
-                self.log(f'timing cache: reusing {self.path}')
-            return cache
-        self.log(f'timing cache: {self.path} is from another TensorRT version or GPU; '
-                 'starting a fresh one')
-        cache = self._create(config, b'')
-        config.set_timing_cache(cache, False)
-        return cache
-
-    def _create(self, config, blob):
-        try:
-            return config.create_timing_cache(blob)
-        except (RuntimeError, TypeError, ValueError):  # a corrupt file: treat as foreign
-            return None
-
-    def save(self, cache):
-        """Write the cache back, with the timings this build added (atomically)."""
-        with atomic_path(self.path) as tmp:
-            with open(tmp, 'wb') as f:
-                f.write(cache.serialize())
-
-
 def describe_parser_error(error):
     """One line per ONNX parser error: where (node name and operator when TensorRT says), what."""
     node_name = _optional_call(error, 'node_name')
@@ -257,43 +297,6 @@ def describe_parser_error(error):
     return f'{where}: {getattr(code, "name", code)}: {description}'
 
 
-def make_build_progress(trt):
-    """A trt.IProgressMonitor (TensorRT >= 10.0) that shows the builder's phases as tqdm bars,
-    nested phases below their parent; the caller keeps it alive until the build returns."""
-    import threading
-
-    from tqdm import tqdm
-
-    class BuildProgress(trt.IProgressMonitor):
-        def __init__(self):
-            trt.IProgressMonitor.__init__(self)  # pybind11 base: must be initialised explicitly
-            self.bars = {}
-            self.lock = threading.Lock()  # TensorRT may report from its own threads
-
-        def phase_start(self, phase_name, parent_phase, num_steps):
-            with self.lock:
-                parent = self.bars.get(parent_phase) if parent_phase else None
-                depth = parent.pos + 1 if parent is not None else 0
-                self.bars[phase_name] = tqdm(total=num_steps, desc='  ' * depth + phase_name,
-                                             position=depth, leave=depth == 0, unit='step',
-                                             dynamic_ncols=True)
-
-        def step_complete(self, phase_name, step):
-            with self.lock:
-                bar = self.bars.get(phase_name)
-                if bar is not None:
-                    bar.update(step + 1 - bar.n)
-            return True  # False would cancel the build
-
-        def phase_finish(self, phase_name):
-            with self.lock:
-                bar = self.bars.pop(phase_name, None)
-                if bar is not None:
-                    bar.close()
-
-    return BuildProgress()
-
-
 def _optional_call(obj, name):
     method = getattr(obj, name, None)
     return method() if callable(method) else None
@@ -306,7 +309,7 @@ class EngineBuilder:
         self.trt = trt
         self.workspace_bytes = int(workspace_bytes)
         self.log = log
-        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.logger = parts.make_logger(trt)  # prints TensorRT's warnings, keeps its errors
 
     def build(self, onnx_path, profile, timing_cache):
         trt = self.trt
@@ -319,22 +322,45 @@ class EngineBuilder:
 
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_bytes)
-        optimization_profile = builder.create_optimization_profile()
-        optimization_profile.set_shape(ox.INPUT_NAME, *profile.canvas_shapes())
-        config.add_optimization_profile(optimization_profile)
+        # TF32 is on by default (BuilderFlag::kTF32 in NvInfer.h: "Allow ... computations on
+        # tensors of type DataType::kFLOAT to use TF32 ... Enabled by default"), and strong
+        # typing does not turn it off: TensorRT 11 builds every network strongly typed and still
+        # has the flag. TF32 rounds the inputs of convolutions to a 10-bit mantissa, so an fp32
+        # engine could not match the FP32 ONNX at FP32 tolerance, and in the fp16 engine the
+        # three 1x1 head convolutions that the FP16 ONNX keeps FP32 on purpose (their scores
+        # and box sizes; onnx_export.fp32_islands) would lose what FP32 was kept for.
+        config.clear_flag(trt.BuilderFlag.TF32)
+        config.add_optimization_profile(self._profile(builder, profile, onnx_path))
         cache = timing_cache.attach(config)
         # A build takes minutes: show TensorRT's phases. `monitor` is held until this returns:
         # TensorRT needs it for the whole build.
-        monitor = make_build_progress(trt)
+        monitor = parts.make_build_progress(trt)
         config.progress_monitor = monitor
 
+        self.logger.take_errors()  # what went before (a foreign timing cache) is not the build
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
-            raise UserError(f'TensorRT could not build an engine from {onnx_path} (its log above '
-                            'says why): a larger --workspace or a smaller --max_batch/--max_side '
-                            'often helps')
-        timing_cache.save(cache)
+            errors = self.logger.take_errors()
+            said = (f'{len(errors)} error(s) logged (above), the last: {errors[-1]}' if errors
+                    else 'TensorRT logged no error')
+            raise UserError(f'TensorRT could not build an engine from {onnx_path} ({profile.describe()}'
+                            f'): {said}')
+        timing_cache.save(config, cache)
         return serialized
+
+    def _profile(self, builder, profile, onnx_path):
+        optimization_profile = builder.create_optimization_profile()
+        shapes = profile.canvas_shapes()
+        try:
+            optimization_profile.set_shape(ox.INPUT_NAME, *shapes)
+        except (RuntimeError, TypeError, ValueError) as exc:  # pybind11: RuntimeError
+            errors = self.logger.take_errors()
+            reason = errors[-1] if errors else ' '.join(str(exc).split()) or type(exc).__name__
+            raise UserError(f'TensorRT refused the optimisation profile min/opt/max '
+                            f'{" / ".join("x".join(map(str, s)) for s in shapes)} for '
+                            f'{onnx_path}: {reason}. Check --min/opt/max_batch and _side '
+                            '(1 <= batch, sides multiples of 32, min <= opt <= max)') from None
+        return optimization_profile
 
     def _raise_parse_errors(self, parser, onnx_path):
         errors = [describe_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -363,6 +389,7 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
         raise UserError(f'output folder {engine_path.parent} does not exist: create it or choose '
                         'another --engine path')
     source = prepare_onnx(onnx_path, precision, log)
+    profile = resolve_profile(source.parsed, profile, log)
     cache_path = Path(timing_cache_path) if timing_cache_path else default_timing_cache(engine_path)
 
     log(f'building {engine_path} from {source.parsed}: {precision}, strongly typed, '
@@ -370,7 +397,7 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
         f'{gpu.name} (sm {gpu.compute_capability}); this takes minutes')
     start = time.perf_counter()
     serialized = EngineBuilder(trt, workspace_gib * GIB, log).build(
-        source.parsed, profile, TimingCacheFile(cache_path, log))
+        source.parsed, profile, parts.TimingCacheFile(cache_path, log))
     seconds = time.perf_counter() - start
 
     # An old sidecar must never describe the new engine: drop it before the engine is replaced.
@@ -388,6 +415,7 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
         compute_capability=gpu.compute_capability,
         precision=precision,
         strongly_typed=True,
+        tf32=False,
         profile=profile.to_dict(),
         canvas_shapes=dict(zip(('min', 'opt', 'max'), profile.canvas_shapes())),
         workspace_gib=workspace_gib,
@@ -441,7 +469,7 @@ def staleness_reasons(record, installed_version, gpu, precision, profile, onnx_s
                       engine_sha256):
     """What differs between the sidecar and what a build now would produce; [] when nothing."""
     try:
-        built_profile = Profile.from_dict(record['profile']).describe()
+        built_profile = profile_from_dict(record['profile']).describe()
     except (KeyError, TypeError, ValueError):
         built_profile = None
     checks = (
@@ -467,6 +495,7 @@ def engine_is_current(engine_path, onnx_path, precision, profile):
     gpu = current_gpu()
     if not Path(onnx_path).is_file():
         raise UserError(f'{onnx_path} not found: make it with export.py (see README)')
+    profile = resolve_profile(onnx_path, profile, log=lambda *args: None)
     if not engine_path.is_file():
         return False, f'{engine_path} does not exist'
     try:
