@@ -17,21 +17,24 @@ it needs no ONNX at run time.
 import dataclasses
 import datetime
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import engine_check
 from . import engine_parts as parts
 from . import onnx_export as ox
 from .checkpoint import sha256_of
 from .errors import UserError
+from .engine_profile import (SIDE_MULTIPLE, FixedShape, Profile, profile_from_dict,  # noqa: F401
+                             resolve_profile)
 from .fileio import atomic_path, write_json
 
 PRECISIONS = ('fp16', 'fp32')
 PRECISION_KEY = 'centernet.precision'
 SIDECAR_FORMAT = 'centernet-tensorrt-sidecar/1'
-SIDE_MULTIPLE = 32  # the ONNX contract: canvas H and W are multiples of 32
 GIB = 2 ** 30
 
 ALTERNATIVES = ('or run without TensorRT: the ONNX Runtime backend (inference.py --engine '
@@ -117,128 +120,6 @@ def current_gpu():
     return GpuInfo(torch.cuda.get_device_name(index), f'{major}.{minor}')
 
 
-# --- the optimisation profile -------------------------------------------------------------------
-
-class _IntRecord:
-    """to_dict / from_dict for the sidecar, for a dataclass of ints."""
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, fields):
-        return cls(**{f.name: int(fields[f.name]) for f in dataclasses.fields(cls)})
-
-
-@dataclass(frozen=True)
-class Profile(_IntRecord):
-    """The canvas shapes the engine accepts: batch and side (H and W alike) ranges, with the
-    shape TensorRT tunes its kernels for (opt)."""
-
-    min_batch: int = 1
-    opt_batch: int = 32
-    max_batch: int = 32
-    min_side: int = 32
-    opt_side: int = 672
-    max_side: int = 672
-
-    def validate(self):
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise UserError(f'batch profile {self.min_batch}/{self.opt_batch}/{self.max_batch} '
-                            'must satisfy 1 <= --min_batch <= --opt_batch <= --max_batch')
-        if not SIDE_MULTIPLE <= self.min_side <= self.opt_side <= self.max_side:
-            raise UserError(f'side profile {self.min_side}/{self.opt_side}/{self.max_side} must '
-                            f'satisfy {SIDE_MULTIPLE} <= --min_side <= --opt_side <= --max_side')
-        odd = [s for s in (self.min_side, self.opt_side, self.max_side) if s % SIDE_MULTIPLE]
-        if odd:
-            raise UserError(f'--min_side/--opt_side/--max_side must be multiples of '
-                            f'{SIDE_MULTIPLE} (canvas sides are); got {odd[0]}')
-        return self
-
-    def canvas_shapes(self):
-        """(min, opt, max) shapes of the `canvas` input, (B, H, W, 3) as the ONNX declares it."""
-        return tuple((batch, side, side, 3) for batch, side in (
-            (self.min_batch, self.min_side), (self.opt_batch, self.opt_side),
-            (self.max_batch, self.max_side)))
-
-    def describe(self):
-        return (f'batch {self.min_batch}..{self.max_batch} (opt {self.opt_batch}), '
-                f'sides {self.min_side}..{self.max_side} (opt {self.opt_side})')
-
-
-@dataclass(frozen=True)
-class FixedShape(_IntRecord):
-    """The one canvas shape of an ONNX exported with a fixed shape (export.py --static): TensorRT
-    takes fixed dimensions only in a profile with min = opt = max."""
-
-    batch: int
-    height: int
-    width: int
-
-    def validate(self):
-        return self
-
-    @property
-    def min_batch(self):
-        return self.batch
-
-    @property
-    def max_batch(self):
-        return self.batch
-
-    def canvas_shapes(self):
-        shape = (self.batch, self.height, self.width, 3)
-        return shape, shape, shape
-
-    def describe(self):
-        return f'fixed shape {self.batch}x{self.height}x{self.width} (a static ONNX)'
-
-
-def profile_from_dict(fields):
-    """A sidecar's `profile` record -> Profile or FixedShape."""
-    kind = FixedShape if 'height' in fields else Profile
-    return kind.from_dict(fields)
-
-
-def onnx_canvas_dims(onnx_path):
-    """The ONNX's declared `canvas` dimensions: an int where fixed, None where dynamic."""
-    import onnx
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and OSError alike
-        raise UserError(f'{onnx_path} is not a readable ONNX ({type(exc).__name__}): make it '
-                        'again with export.py') from None
-    for value in proto.graph.input:
-        if value.name == ox.INPUT_NAME:
-            return tuple(d.dim_value if d.HasField('dim_value') else None
-                         for d in value.type.tensor_type.shape.dim)
-    raise UserError(f'{onnx_path} has no input {ox.INPUT_NAME!r}: export it with export.py')
-
-
-def resolve_profile(onnx_path, profile, log=print):
-    """The profile to build with: `profile` for a dynamic ONNX; for a static one (all of B, H, W
-    fixed) its one shape, min = opt = max, as TensorRT requires of fixed dimensions. An ONNX with
-    some fixed and some dynamic of B, H, W is refused: this kit never exports one."""
-    dims = onnx_canvas_dims(onnx_path)
-    fixed = [d is not None for d in dims[:3]]
-    if not any(fixed):
-        return profile
-    if not all(fixed):
-        shown = 'x'.join('?' if d is None else str(d) for d in dims)
-        raise UserError(f'{onnx_path} fixes only some of the canvas dimensions ({shown}): export '
-                        'it with export.py, either dynamic (the default) or --static BxHxW')
-    shape = FixedShape(*dims[:3])
-    if shape.height % SIDE_MULTIPLE or shape.width % SIDE_MULTIPLE:
-        raise UserError(f'{onnx_path} has a fixed canvas {shape.height}x{shape.width}, not a '
-                        f'multiple of {SIDE_MULTIPLE}: export it again with --static BxHxW '
-                        f'(H and W multiples of {SIDE_MULTIPLE}) or without --static')
-    if profile != Profile():
-        log(f'{onnx_path} has a fixed input shape: the engine takes exactly '
-            f'{shape.batch}x{shape.height}x{shape.width}; the --min/opt/max_batch and _side '
-            'flags do not apply (export without --static for a range of shapes)')
-    return shape
-
-
 # --- the ONNX to build from ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -247,6 +128,7 @@ class OnnxSource:
 
     given: Path
     given_sha256: str
+    given_precision: str
     parsed: Path
     precision: str
     spec: object
@@ -275,8 +157,8 @@ def prepare_onnx(onnx_path, precision, log=print):
             '(onnx_export.convert_fp16) and building from that')
         ox.convert_fp16(onnx_path, parsed, log=log)
         spec, classes, meta = ox.read_metadata(parsed)
-    return OnnxSource(onnx_path, sha256_of(onnx_path), parsed, precision, spec, tuple(classes),
-                      dict(meta))
+    return OnnxSource(onnx_path, sha256_of(onnx_path), onnx_precision, parsed, precision, spec,
+                      tuple(classes), dict(meta))
 
 
 # --- the build ----------------------------------------------------------------------------------
@@ -376,9 +258,18 @@ def sidecar_path(engine_path):
     return engine_path.with_name(engine_path.name + '.json')
 
 
+def sibling_engine(engine_path, tag):
+    """m.engine -> m.<tag>.engine: where an engine waits for its self-check, or is kept when it
+    fails it."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(f'{engine_path.stem}.{tag}{engine_path.suffix}')
+
+
 def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), workspace_gib=4.0,
-                 timing_cache_path=None, log=print):
-    """Build `engine_path` (and its sidecar) from `onnx_path`; return the sidecar record."""
+                 timing_cache_path=None, check=True, reference_onnx=None, log=print):
+    """Build `engine_path` (and its sidecar) from `onnx_path`, self-check it (engine_check)
+    unless `check` is False; return the sidecar record. A failed self-check is a UserError, the
+    engine kept beside as <name>.rejected<suffix>, and `engine_path` left as it was."""
     trt = import_tensorrt()
     gpu = current_gpu()
     profile.validate()
@@ -390,6 +281,8 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
                         'another --engine path')
     source = prepare_onnx(onnx_path, precision, log)
     profile = resolve_profile(source.parsed, profile, log)
+    reference = (engine_check.find_reference_onnx(source.given, source.given_precision,
+                                                  reference_onnx) if check else None)
     cache_path = Path(timing_cache_path) if timing_cache_path else default_timing_cache(engine_path)
 
     log(f'building {engine_path} from {source.parsed}: {precision}, strongly typed, '
@@ -399,17 +292,10 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
     serialized = EngineBuilder(trt, workspace_gib * GIB, log).build(
         source.parsed, profile, parts.TimingCacheFile(cache_path, log))
     seconds = time.perf_counter() - start
-
-    # An old sidecar must never describe the new engine: drop it before the engine is replaced.
-    sidecar = sidecar_path(engine_path)
-    sidecar.unlink(missing_ok=True)
-    with atomic_path(engine_path) as tmp:
-        with open(tmp, 'wb') as f:
-            f.write(serialized)
     record = dict(
         format=SIDECAR_FORMAT,
         engine=engine_path.name,
-        engine_sha256=sha256_of(engine_path),
+        engine_sha256=None,  # set when written
         tensorrt=str(trt.__version__),
         gpu=gpu.name,
         compute_capability=gpu.compute_capability,
@@ -430,10 +316,68 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
         build_seconds=round(seconds, 1),
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
     )
-    write_json(sidecar, record, indent=1)
+    if not check:
+        record['self_check'] = dict(status='skipped', reason='--skip-check')
+    elif reference is None:
+        record['self_check'] = dict(
+            status='unchecked', reason=f'no FP32 ONNX next to {source.given} (the FP16 ONNX '
+                                       'is named after it: centernet.onnx -> centernet_fp16.onnx)')
+        log(f'warning: the engine is not self-checked: {record["self_check"]["reason"]}; pass '
+            '--reference_onnx FP32.onnx to check it')
+    else:
+        record['self_check'] = _checked(serialized, engine_path, record, reference, profile,
+                                        source.spec, log)
+    _write_engine(serialized, engine_path, record)
     log(f'wrote {engine_path} ({engine_path.stat().st_size / 2**20:.1f} MiB) in {seconds:.0f} s, '
-        f'and {sidecar}')
+        f'and {sidecar_path(engine_path)} (self-check: {record["self_check"]["status"]})')
     return record
+
+
+def _write_engine(serialized, path, record):
+    """The engine and its sidecar at `path`, each atomically; the sidecar goes first."""
+    sidecar_path(path).unlink(missing_ok=True)  # an old sidecar never describes a new engine
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(memoryview(serialized))
+            f.flush()
+            os.fsync(f.fileno())
+    record['engine'], record['engine_sha256'] = Path(path).name, sha256_of(path)
+    write_json(sidecar_path(path), record, indent=1)
+
+
+def _remove_engine(path):
+    for leftover in (path, sidecar_path(path)):
+        leftover.unlink(missing_ok=True)
+
+
+def _checked(serialized, engine_path, record, reference, profile, spec, log):
+    """Self-check the engine at a staging name beside `engine_path`; its `self_check` record
+    when it passes. When it fails: the engine moved to <name>.rejected<suffix>, a UserError."""
+    staging = sibling_engine(engine_path, 'unchecked')
+    _write_engine(serialized, staging, dict(record, self_check=dict(status='running')))
+    try:
+        result = engine_check.run_self_check(staging, reference, profile, record['precision'],
+                                             spec, log)
+    except UserError as exc:  # the engine does not even run: that is a failed check too
+        result = dict(format=engine_check.CHECK_FORMAT, status='failed', failures=[str(exc)],
+                      reference_onnx=str(reference))
+    except BaseException:
+        _remove_engine(staging)
+        raise
+    if result['status'] == 'passed':
+        _remove_engine(staging)
+        return result
+    rejected = sibling_engine(engine_path, 'rejected')
+    _remove_engine(rejected)
+    _write_engine(serialized, rejected, dict(record, self_check=result))
+    _remove_engine(staging)
+    kept = (f'{engine_path} is unchanged' if engine_path.exists()
+            else f'nothing was written to {engine_path}')
+    raise UserError(f'the engine self-check failed: {result["failures"][0]} '
+                    f'({len(result["failures"])} failure(s), table above). The new engine is kept '
+                    f'beside as {rejected} (and {sidecar_path(rejected).name}) for a bug report; '
+                    f'{kept}. Run on ONNX Runtime meanwhile (inference.py --engine {reference}), '
+                    'or rebuild with --skip-check to use this engine anyway')
 
 
 def default_timing_cache(engine_path):
@@ -466,8 +410,9 @@ def _short(digest):
 
 
 def staleness_reasons(record, installed_version, gpu, precision, profile, onnx_sha256,
-                      engine_sha256):
-    """What differs between the sidecar and what a build now would produce; [] when nothing."""
+                      engine_sha256, require_check=True):
+    """What differs between the sidecar and what a build now would produce; [] when nothing.
+    With `require_check`, an engine without a passed self-check is stale too."""
     try:
         built_profile = profile_from_dict(record['profile']).describe()
     except (KeyError, TypeError, ValueError):
@@ -482,11 +427,16 @@ def staleness_reasons(record, installed_version, gpu, precision, profile, onnx_s
         ('engine sha256 (the engine file changed after the build)',
          _short(record.get('engine_sha256')), _short(engine_sha256)),
     )
-    return [f'{label}: built with {built}, now {now}' for label, built, now in checks
-            if built != now]
+    reasons = [f'{label}: built with {built}, now {now}' for label, built, now in checks
+               if built != now]
+    status = (record.get('self_check') or {}).get('status')
+    if require_check and status != 'passed':
+        reasons.append(f'self-check: {status or "none recorded"}, not passed (--skip-check '
+                       'accepts an engine without one)')
+    return reasons
 
 
-def engine_is_current(engine_path, onnx_path, precision, profile):
+def engine_is_current(engine_path, onnx_path, precision, profile, require_check=True):
     """(True, why) when `engine_path` was built by the installed TensorRT, for this GPU, with this
     precision and profile, from this ONNX; else (False, the reasons). UserError when TensorRT or a
     GPU is missing or the ONNX does not exist (no build could happen)."""
@@ -503,7 +453,7 @@ def engine_is_current(engine_path, onnx_path, precision, profile):
     except UserError:
         return False, f'its sidecar {sidecar_path(engine_path)} is missing or not ours'
     reasons = staleness_reasons(record, trt.__version__, gpu, precision, profile,
-                                sha256_of(onnx_path), sha256_of(engine_path))
+                                sha256_of(onnx_path), sha256_of(engine_path), require_check)
     if reasons:
         return False, '; '.join(reasons)
     return True, (f'built by TensorRT {record["tensorrt"]} for {record["gpu"]} (sm '
@@ -523,7 +473,8 @@ def run_cli(args, log=print):
     profile = profile_from_args(args)
     engine = Path(args.engine)
     if args.check or args.if_stale:
-        current, reason = engine_is_current(engine, args.model, args.precision, profile)
+        current, reason = engine_is_current(engine, args.model, args.precision, profile,
+                                            require_check=not args.skip_check)
         if args.check:
             log(f'{engine}: {"current" if current else "stale"}: {reason}')
             return 0 if current else 1
@@ -535,5 +486,5 @@ def run_cli(args, log=print):
         raise UserError(f'{engine} exists: pass --if-stale to rebuild it only when it is out of '
                         'date, or --force to rebuild it anyway')
     build_engine(args.model, engine, args.precision, profile, args.workspace, args.timing_cache,
-                 log=log)
+                 check=not args.skip_check, reference_onnx=args.reference_onnx, log=log)
     return 0

@@ -397,7 +397,7 @@ def make_fake_tensorrt(version='10.8.0.43'):
             [input_name] = [n for n, t in tensors.items() if t['mode'] == 'INPUT']
             shape = self._input_shape
             raw = ctypes.string_at(self._addresses[input_name], math.prod(shape))
-            outputs = trt.compute(np.frombuffer(raw, np.uint8).reshape(shape))
+            outputs = trt.compute(np.frombuffer(raw, np.uint8).reshape(shape).copy())
             names = [n for n, t in tensors.items() if t['mode'] == 'OUTPUT']
             for name, array in zip(names, outputs):
                 array = np.ascontiguousarray(array, NUMPY_DTYPES[tensors[name]['dtype']])

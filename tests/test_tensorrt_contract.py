@@ -110,8 +110,9 @@ def quiet(*args, **kwargs):
     pass
 
 
-def build(onnx, engine, precision='fp16', profile=PROFILE, **kwargs):
-    return eb.build_engine(onnx, engine, precision, profile, log=quiet, **kwargs)
+def build(onnx, engine, precision='fp16', profile=PROFILE, check=False, **kwargs):
+    """build_engine without its self-check (tests/test_engine_self_check.py tests that)."""
+    return eb.build_engine(onnx, engine, precision, profile, check=check, log=quiet, **kwargs)
 
 
 def copy_onnx(src, folder):
@@ -173,7 +174,8 @@ def test_fp16_from_fp32_onnx_converts_next_to_it_and_says_so(trt, gpu, onnx_file
     and parsed; the sidecar keeps the sha256 of the ONNX the user named."""
     fp32 = copy_onnx(onnx_files['fp32'], tmp_path)
     said = []
-    record = eb.build_engine(fp32, tmp_path / 'm.engine', 'fp16', PROFILE, log=said.append)
+    record = eb.build_engine(fp32, tmp_path / 'm.engine', 'fp16', PROFILE, check=False,
+                             log=said.append)
     made = tmp_path / 'centernet_fp16.onnx'
     assert made.is_file()
     assert ox.read_metadata(made)[2]['centernet.precision'] == 'fp16'
@@ -381,15 +383,17 @@ def test_static_onnx_gets_a_profile_at_exactly_its_shape(trt, gpu, static_onnx, 
     exactly its shape, the flags are said not to apply, and --if-stale compares the same."""
     engine = tmp_path / 'm.engine'
     said = []
-    record = eb.build_engine(static_onnx, engine, 'fp32', PROFILE, log=said.append)
+    record = eb.build_engine(static_onnx, engine, 'fp32', PROFILE, check=False,
+                             log=said.append)
     assert trt.calls.profile_shapes == [('canvas', (2, 96, 128, 3), (2, 96, 128, 3),
                                          (2, 96, 128, 3))]
     assert record['profile'] == {'batch': 2, 'height': 96, 'width': 128}
     assert not any('do not apply' in line for line in said)  # the default profile: no note
     eb.build_engine(static_onnx, engine, 'fp32', eb.Profile(max_batch=8, opt_batch=8),
-                    log=said.append)
+                    check=False, log=said.append)
     assert any('fixed input shape' in line and 'do not apply' in line for line in said)
-    current, reason = eb.engine_is_current(engine, static_onnx, 'fp32', PROFILE)
+    current, reason = eb.engine_is_current(engine, static_onnx, 'fp32', PROFILE,
+                                           require_check=False)
     assert current and 'fixed shape 2x96x128' in reason
     backend = open_backend(engine)
     assert (backend.limits.min_batch, backend.limits.max_batch) == (2, 2)
@@ -425,7 +429,7 @@ def test_timing_cache_from_another_gpu_starts_fresh(trt, gpu, onnx_files, tmp_pa
     trt.device_name = 'another fake GPU'
     said = []
     eb.build_engine(onnx_files['fp16'], tmp_path / 'b.engine', 'fp16', PROFILE,
-                    timing_cache_path=cache_file, log=said.append)
+                    timing_cache_path=cache_file, check=False, log=said.append)
     assert trt.calls.timing_cache_attached == [(True, False), (False, False), (True, False)]
     assert any('another GPU' in line for line in said)
     stored = json.loads(cache_file.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])
@@ -509,12 +513,16 @@ def test_engine_is_current_and_every_staleness_reason(install_trt, gpu, onnx_fil
     current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE)
     assert not current and 'does not exist' in reason
 
-    build(onnx, engine)
-    current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE)
+    build(onnx, engine)  # without its self-check: current only when none is required
+    current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE, require_check=False)
     assert current and TRT10 in reason
+    current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE)
+    assert not current and reason == ('self-check: skipped, not passed (--skip-check accepts '
+                                      'an engine without one)')
 
     def stale(precision='fp16', profile=PROFILE):
-        current, reason = eb.engine_is_current(engine, onnx, precision, profile)
+        current, reason = eb.engine_is_current(engine, onnx, precision, profile,
+                                               require_check=False)
         assert not current
         return reason
 
@@ -545,7 +553,7 @@ def test_cli_if_stale_builds_once_then_says_current(trt, gpu, onnx_files, tmp_pa
     import build_engine
     engine = tmp_path / 'm.engine'
     argv = ['--model', str(onnx_files['fp16']), '--engine', str(engine), '--max_batch', '8',
-            '--opt_batch', '8', '--workspace', '1', '--if-stale']
+            '--opt_batch', '8', '--workspace', '1', '--skip-check', '--if-stale']
     assert build_engine.main(argv) == 0
     assert trt.calls.builds == 1
     assert 'is stale' in capsys.readouterr().out

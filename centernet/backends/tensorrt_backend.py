@@ -136,6 +136,12 @@ class TrtBackend(Backend):
                             '--model MODEL.onnx --engine ENGINE (see README)')
         self.record = eb.read_sidecar(self.engine_path)
         self._check_built_here()
+        check = self.record.get('self_check') or {}
+        if check.get('status') != 'passed':
+            print(f'warning: {self.engine_path} has no passed self-check (sidecar: '
+                  f'{check.get("status") or "none recorded"}{": " + check["reason"] if check.get("reason") else ""}'
+                  f'): its detections are not verified against ONNX Runtime; rebuild it without '
+                  f'--skip-check (build_engine.py --force) to check it', file=sys.stderr)
         blob = self.engine_path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != self.record.get('engine_sha256'):
             raise UserError(f'{self.engine_path} does not match its sidecar (the engine file was '
