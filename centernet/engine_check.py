@@ -36,7 +36,7 @@ def load_gate():
 def open_engine(engine_path):
     """The engine on the current GPU, as inference.py opens it (tests put a CPU stand-in here)."""
     from .backends.tensorrt_backend import TrtBackend
-    return TrtBackend(engine_path)
+    return TrtBackend(engine_path, warn_unchecked=False)
 
 
 def check_shapes(profile):

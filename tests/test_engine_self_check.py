@@ -87,6 +87,9 @@ def ort_outputs(ort, canvases):
 ENGINES = {
     'right': lambda outputs: outputs,
     'swapped wh/offset': lambda outputs: [outputs[0], outputs[2], outputs[1]],
+    # right in the first 4 slots of a batch, zeros beyond: only the largest batch shows it
+    'wrong beyond slot 4': lambda outputs: [np.concatenate([o[:4], np.zeros_like(o[4:])])
+                                            for o in outputs],
     'perturbed heatmap': lambda outputs: [
         np.clip(outputs[0] + np.random.default_rng(0).normal(0, 0.05, outputs[0].shape), 0, 1),
         outputs[1], outputs[2]],
@@ -102,7 +105,8 @@ def checked(trt, gpu, onnx_files, ort_fp32, tmp_path, monkeypatch):
             shutil.copyfile(onnx, tmp_path / onnx.name)
         monkeypatch.setattr(engine_check, 'load_gate', gate)
         monkeypatch.setattr(engine_check, 'open_engine',
-                            lambda path: TrtBackend(path, gpu=CpuStandIn()))
+                            lambda path: TrtBackend(path, gpu=CpuStandIn(),
+                                                    warn_unchecked=False))
         trt.compute = lambda canvases: ENGINES[kind](ort_outputs(ort_fp32, canvases))
         return tmp_path
     return setup
@@ -199,6 +203,17 @@ def test_a_wrong_engine_fails_and_is_kept_beside_as_rejected(checked, gate, kind
     assert record['self_check']['status'] == 'failed' and record['self_check']['failures']
     assert record['engine'] == 'm.rejected.engine'
     assert record['engine_sha256'] == eb.sha256_of(folder / 'm.rejected.engine')
+
+
+def test_an_engine_wrong_only_at_the_largest_batch_fails(checked, capsys):
+    """Why the largest canvas runs at the profile's largest batch: an engine wrong only in the
+    slots beyond the 4th fails there, and only there."""
+    folder = checked('wrong beyond slot 4', real_gate if importlib.util.find_spec(
+        'centernet.precision_gate') else lambda: StandInGate)
+    assert exit_code(cli(folder)) == 2
+    record = json.loads((folder / 'm.rejected.engine.json').read_text())
+    assert record['self_check']['failures']
+    assert all(f.startswith('4x96x96') for f in record['self_check']['failures'])
 
 
 def test_a_wrong_rebuild_leaves_the_installed_engine_as_it_was(checked, trt, capsys):

@@ -8,7 +8,8 @@
 2. Detections with ONNX Runtime on the CPU (FP32): the reference.
 3. The same pictures through torch CUDA FP32 (TF32 off for that row only), torch CUDA FP16
    (channels_last, CUDA graphs), the same with torch.compile and, when `tensorrt` imports,
-   TensorRT FP32 (built without TF32) and FP16 engines built by build_engine: the share of the reference's detections each one reproduces (label
+   TensorRT FP32 (built without TF32) and FP16 engines built by build_engine (which self-checks
+   each against ONNX Runtime CPU first): the share of the reference's detections each one reproduces (label
    equal, box and score within tolerance).
 4. The three performance tiers (inference.py --perf_only) for each GPU backend at --batchsize,
    with the model's 45.1 GFLOP/image (672x672) turned into achieved TFLOP/s.
@@ -110,7 +111,8 @@ def backend_factories(weight, fp32_onnx, fp16_onnx, folder, cpu_smoke=False):
             from centernet.backends.tensorrt_backend import TrtBackend
             engine = folder / f'centernet_{precision}.engine'
             start = time.perf_counter()
-            eb.build_engine(onnx, engine, precision, eb.Profile())
+            # The build self-checks the engine against ONNX Runtime CPU on the FP32 ONNX.
+            eb.build_engine(onnx, engine, precision, eb.Profile(), reference_onnx=fp32_onnx)
             print(f'TensorRT {precision} engine built in {time.perf_counter() - start:.0f} s')
             return TrtBackend(engine)
         return open_engine
