@@ -9,8 +9,8 @@
 3. The same pictures through torch CUDA FP32 (TF32 off for that row only), torch CUDA FP16
    (channels_last, CUDA graphs), the same with torch.compile and, when `tensorrt` imports,
    TensorRT FP32 (built without TF32) and FP16 engines built by build_engine (which self-checks
-   each against ONNX Runtime CPU first): the share of the reference's detections each one reproduces (label
-   equal, box and score within tolerance).
+   each against ONNX Runtime CPU first): the share of the reference's detections each one
+   reproduces (label equal, box and score within tolerance).
 4. The three performance tiers (inference.py --perf_only) for each GPU backend at --batchsize,
    with the model's 45.1 GFLOP/image (672x672) turned into achieved TFLOP/s.
 Prints tables and writes --json. Needs a CUDA GPU; TensorRT is optional.
