@@ -118,7 +118,10 @@ def run_self_check(engine_path, reference_onnx, profile, precision, spec, log=pr
                   for b, h, w in shapes))
     start = time.perf_counter()
     reference = OrtBackend(reference_onnx)
-    engine = open_engine(engine_path)
+    record = dict(format=CHECK_FORMAT, reference_onnx=str(reference_onnx),
+                  reference_onnx_sha256=sha256_of(reference_onnx),
+                  shapes=[list(s) for s in shapes],
+                  engine_batches=[run_batches[s] for s in shapes])
 
     def reference_fn(canvases):
         return [_host(t) for t in reference.infer(torch.from_numpy(canvases))]
@@ -128,15 +131,27 @@ def run_self_check(engine_path, reference_onnx, profile, precision, spec, log=pr
         run_batch = run_batches.get((batch, height, width), batch)
         if run_batch != batch:  # the same scenes, repeated up to the batch the engine runs
             canvases = np.concatenate([canvases] * -(-run_batch // batch))[-run_batch:]
-        outputs = engine.infer(torch.from_numpy(np.ascontiguousarray(canvases)))
+        try:
+            outputs = engine.infer(torch.from_numpy(np.ascontiguousarray(canvases)))
+        except UserError as exc:
+            raise _EngineFailed(f'{batch}x{height}x{width} (batch {run_batch}): {exc}') from None
         return [_host(t[-batch:]) for t in outputs]  # the last slots of the batch
 
-    report = gate.run_gate(reference_fn, candidate_fn, spec, precision, shapes)
+    try:
+        try:
+            engine = open_engine(engine_path)
+        except UserError as exc:
+            raise _EngineFailed(f'the engine does not open: {exc}') from None
+        report = gate.run_gate(reference_fn, candidate_fn, spec, precision, shapes)
+    except _EngineFailed as exc:  # an engine that does not even run fails the check
+        log(f'self-check: {exc}')
+        return dict(record, status='failed', failures=[str(exc)],
+                    seconds=round(time.perf_counter() - start, 1))
     log(report.table())
-    return dict(format=CHECK_FORMAT, status='passed' if report.ok else 'failed',
-                failures=list(report.failures), reference_onnx=str(reference_onnx),
-                reference_onnx_sha256=sha256_of(reference_onnx),
-                shapes=[list(s) for s in shapes],
-                engine_batches=[run_batches[s] for s in shapes],
-                seconds=round(time.perf_counter() - start, 1),
+    return dict(record, status='passed' if report.ok else 'failed',
+                failures=list(report.failures), seconds=round(time.perf_counter() - start, 1),
                 gate=_jsonable(report.to_dict()))
+
+
+class _EngineFailed(Exception):
+    """The engine (not the reference) could not be opened or run: the check has failed."""

@@ -264,3 +264,18 @@ def test_skip_check_records_skipped_and_the_backend_warns_once(checked, trt, cap
     assert len(warnings) == 1 and 'has no passed self-check (sidecar: skipped' in warnings[0]
     assert build_engine.main(cli(folder, '--skip-check', '--if-stale')) == 0  # accepted as is
     assert trt.calls.builds == 1
+
+
+def test_an_interrupted_check_leaves_no_engine(checked, monkeypatch):
+    """Ctrl-C (or a reference that cannot run) during the check: neither an installed, a
+    rejected nor a half-checked engine stays; exit 130 as everywhere."""
+    folder = checked('right')
+
+    class Interrupted:
+        @staticmethod
+        def run_gate(*args):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_check, 'load_gate', lambda: Interrupted)
+    assert exit_code(cli(folder)) == 130
+    assert sorted(p.name for p in folder.glob('m*')) == []

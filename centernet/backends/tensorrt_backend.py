@@ -137,12 +137,8 @@ class TrtBackend(Backend):
                             '--model MODEL.onnx --engine ENGINE (see README)')
         self.record = eb.read_sidecar(self.engine_path)
         self._check_built_here()
-        check = self.record.get('self_check') or {}
-        if warn_unchecked and check.get('status') != 'passed':
-            print(f'warning: {self.engine_path} has no passed self-check (sidecar: '
-                  f'{check.get("status") or "none recorded"}{": " + check["reason"] if check.get("reason") else ""}'
-                  f'): its detections are not verified against ONNX Runtime; rebuild it without '
-                  f'--skip-check (build_engine.py --force) to check it', file=sys.stderr)
+        if warn_unchecked:
+            self._warn_unless_checked()
         blob = self.engine_path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != self.record.get('engine_sha256'):
             raise UserError(f'{self.engine_path} does not match its sidecar (the engine file was '
@@ -183,6 +179,18 @@ class TrtBackend(Backend):
     def _logged(self):
         errors = self.logger.take_errors()
         return f'TensorRT said: {errors[-1]}' if errors else 'TensorRT logged no error'
+
+    def _warn_unless_checked(self):
+        """One line when build_engine's self-check did not pass (skipped, or no FP32 ONNX)."""
+        check = self.record.get('self_check') or {}
+        if check.get('status') == 'passed':
+            return
+        said = check.get('status') or 'none recorded'
+        if check.get('reason'):
+            said += f': {check["reason"]}'
+        print(f'warning: {self.engine_path} has no passed self-check (sidecar: {said}): its '
+              'detections are not verified against ONNX Runtime; rebuild it without '
+              '--skip-check (build_engine.py --force) to check it', file=sys.stderr)
 
     def _check_built_here(self):
         """Engines load only on the TensorRT version and GPU architecture that built them."""
