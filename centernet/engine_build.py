@@ -7,11 +7,14 @@ onnx_export.convert_fp16 writes). TensorRT 11 removed the weak-typing builder fl
 the STRONGLY_TYPED creation flag. BuilderFlag.FP16 is never used, so both versions build the same
 graph with the same precisions.
 
-The sidecar `<engine>.json` records what the engine was built from and for: TensorRT version, GPU,
-compute capability, precision, optimisation profile, ONNX sha256, and the model spec and classes.
-`engine_is_current` compares it with the installed TensorRT, the GPU and the request, so that the
-shell scripts rebuild only when something changed; the TensorRT backend reads the spec from it, so
-it needs no ONNX at run time.
+Before an engine reaches its final path it is self-checked against ONNX Runtime CPU on the FP32
+ONNX (engine_check); one that fails is kept beside as <name>.rejected<suffix>. The sidecar
+`<engine>.json` records what the engine was built from and for: TensorRT version, GPU, compute
+capability, precision, optimisation profile (engine_profile), ONNX sha256, the model spec and
+classes, and the self-check's result. `engine_is_current` compares it with the installed
+TensorRT, the GPU and the request (and wants a passed check), so that the shell scripts rebuild
+only when something changed; the TensorRT backend reads the spec from it, so it needs no ONNX at
+run time. The TensorRT-side helpers (logger, progress bars, timing cache) are in engine_parts.
 """
 
 import dataclasses
