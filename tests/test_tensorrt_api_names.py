@@ -274,3 +274,38 @@ def test_the_lists_hold_what_tensorrt_is_known_to_have(apis):
     assert ten.has('Logger.WARNING') and ten.bases['Logger'] == ['ILogger']  # via the base
     assert ten.has('IExecutionContext.set_tensor_address') and \
         eleven.has('IExecutionContext.execute_async_v3')
+
+
+def test_the_extractor_reads_pybind11_declarations():
+    """tools/extract_tensorrt_api.py on a snippet in the bindings' own style: classes with their
+    bases, methods and properties (a lambda with ';' inside a .def included), a nested enum
+    with exported values, a module function, enum values from the header (implicit ones too)."""
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import extract_tensorrt_api as extract
+    source = '''
+    void bindCore(py::module& m) {
+        py::class_<ILogger, PyLogger> baseLoggerBinding{m, "ILogger", ILoggerDoc::descr};
+        py::enum_<ILogger::Severity>(baseLoggerBinding, "Severity", py::arithmetic())
+            .value("ERROR", ILogger::Severity::kERROR)  // a comment ; with ( a paren
+            .value("WARNING", ILogger::Severity::kWARNING)
+            .export_values();
+        baseLoggerBinding.def(py::init<>()).def("log", &ILogger::log, "severity"_a, "msg"_a);
+        py::class_<DefaultLogger, ILogger>(m, "Logger", LoggerDoc::descr)
+            .def_property("min_severity", &DefaultLogger::get, [](DefaultLogger& self, int s) {
+                self.set(s); char c = ')'; })
+            .def("log", &DefaultLogger::log);
+        m.def("get_plugin_registry", &getPluginRegistry);
+    }
+    '''
+    header = '''
+    class ILogger { public: enum class Severity : int32_t { kINTERNAL_ERROR = 0, kERROR = 1,
+        //! a comment
+        kWARNING = 2, kINFO, kVERBOSE }; };
+    '''
+    entries = extract.extract_from({'python/src/infer/pyCore.cpp': source},
+                                   {'include/NvInferRuntimeBase.h': header})
+    rendered = extract.render(entries, []).splitlines()
+    assert rendered == ['ILogger.ERROR = 1', 'ILogger.Severity', 'ILogger.Severity.ERROR = 1',
+                        'ILogger.Severity.WARNING = 2', 'ILogger.WARNING = 2', 'ILogger.log',
+                        'Logger.log', 'Logger.min_severity', 'get_plugin_registry',
+                        'class ILogger', 'class ILogger.Severity', 'class Logger : ILogger']
