@@ -11,13 +11,11 @@ that passed reaches its path. A refused one is kept as NAME.rejected.onnx, and t
 OUTPUT's .export.json records each verdict and the checkpoint's and config's sha256.
 """
 
-import argparse
-
-from common import DEFAULT_CONFIG, parse_shape, run_main
+from common import DEFAULT_CONFIG, ArgumentParser, parse_shape, run_main
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--weight', required=True, help='mmdet checkpoint (.pth)')
     parser.add_argument('--cfg', default=DEFAULT_CONFIG, help='mmdet config file')
     parser.add_argument('--output', default='centernet.onnx', help='ONNX file to write')
