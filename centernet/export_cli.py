@@ -10,7 +10,6 @@ the config's sha256, which `--if-stale` (the scripts) compares before reusing a 
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from . import precision_gate as gate
 from .checkpoint import load_model, sha256_of
 from .config import load_spec
 from .errors import UserError
-from .fileio import atomic_path, write_json
+from .fileio import move_into_place, write_json
 from .report import environment
 
 REPORT_FORMAT = 'centernet-export-1'
@@ -95,26 +94,28 @@ class _CachedReference:
 
 
 def write_gated(final, make, judge):
-    """make(tmp) writes a graph beside `final`; judge(tmp) -> GateReport, or None (unchecked).
+    """make(final, accept) writes a graph to `final` atomically, calling accept(tmp) on the finished
+    temporary file before the rename; judge(tmp) -> GateReport, or None (unchecked).
 
     The graph reaches `final` only if it passed or was not checked; a refused one goes to
     rejected_path(final), and a file an earlier export left at `final` is removed (it would
     contradict the new report, and a script or engine build would take it). Returns (where the
     file is now, its sha256, its size, the verdict)."""
-    kept = rejected_path(final)
+    kept, found = rejected_path(final), {}
+
+    def accept(tmp):
+        found.update(verdict=judge(tmp), sha256=sha256_of(tmp), bytes=tmp.stat().st_size)
+        if found['verdict'] is not None and not found['verdict'].ok:
+            move_into_place(tmp, kept)  # atomic_path then has no temporary file to remove
+            raise _Refused
+
     try:
-        with atomic_path(final) as tmp:
-            make(tmp)
-            verdict = judge(tmp)
-            digest, size = sha256_of(tmp), tmp.stat().st_size
-            if verdict is not None and not verdict.ok:
-                os.replace(tmp, kept)  # atomic_path then has no temporary file left to remove
-                raise _Refused
+        make(final, accept)
+        kept.unlink(missing_ok=True)  # a refusal left by an earlier export is stale now
     except _Refused:
         Path(final).unlink(missing_ok=True)
-        return kept, digest, size, verdict
-    kept.unlink(missing_ok=True)  # a refusal left by an earlier export is stale now
-    return Path(final), digest, size, verdict
+        final = kept
+    return Path(final), found['sha256'], found['bytes'], found['verdict']
 
 
 def gate_graph(reference, path, precision, spec, static_shape=None, end2end=False):
@@ -151,9 +152,10 @@ def export(args, log=print):
             return verdict
         return run
 
-    def export_fp32(path):
+    def export_fp32(path, accept=None):
         ox.export_fp32(model, path, opset=args.opset, static_shape=args.static,
-                       simplify=args.simplify, classes=classes, end2end=args.end2end, log=log)
+                       simplify=args.simplify, classes=classes, end2end=args.end2end, log=log,
+                       accept=accept)
 
     def record(precision, written):
         path, digest, size, verdict = written
@@ -181,7 +183,8 @@ def export(args, log=print):
                                              reason='the FP32 graph was refused')
         elif 'fp16' in plan:
             record('fp16', write_gated(plan['fp16'],
-                                       lambda tmp: ox.convert_fp16(fp32_source, tmp, log=log),
+                                       lambda path, accept: ox.convert_fp16(
+                                           fp32_source, path, log=log, accept=accept),
                                        judge('fp16')))
     report['export_seconds'] = round(time.perf_counter() - start, 2)
     write_json(report_path(output), report, indent=1)

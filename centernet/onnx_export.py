@@ -93,11 +93,12 @@ def read_metadata(model_or_path, allow_end2end=False):
 
 
 def export_fp32(model, path, opset=DEFAULT_OPSET, static_shape=None, simplify=True,
-                classes=(), log=print, end2end=False):
+                classes=(), log=print, end2end=False, accept=None):
     """Trace `model` to ONNX at `path` (atomically); dynamic B/H/W unless `static_shape`=(B,H,W).
 
     `end2end`: the graph also decodes (model.CenterNetWithDecode): inputs canvas + borders,
-    outputs boxes, scores, labels."""
+    outputs boxes, scores, labels. `accept(tmp)` runs on the finished temporary file before it is
+    renamed to `path` (export.py's precision gate); an exception there leaves `path` untouched."""
     import onnx
     from .model import CenterNetWithDecode
     batch, height, width = static_shape or (1, 512, 672)
@@ -130,6 +131,8 @@ def export_fp32(model, path, opset=DEFAULT_OPSET, static_shape=None, simplify=Tr
         _set_metadata(proto, metadata_for(model.spec, classes, 'fp32', end2end))
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
+        if accept is not None:
+            accept(tmp)
     return path
 
 
@@ -192,12 +195,13 @@ def fp32_islands(proto):
     return sorted(keep)
 
 
-def convert_fp16(fp32_path, fp16_path, log=print, keep_fp32=fp32_islands):
+def convert_fp16(fp32_path, fp16_path, log=print, keep_fp32=fp32_islands, accept=None):
     """Mixed-precision FP16 ONNX for strongly typed TensorRT builds (TensorRT 11 has no FP16 flag).
 
     onnxconverter-common rewrites weights and ops to FP16 and inserts the Casts; I/O stays as in
     the FP32 graph (uint8 in, FP32 out) and the nodes `keep_fp32(proto)` names stay FP32 (the
-    precision gate's tests pass another rule to prove that the gate notices).
+    precision gate's tests pass another rule to prove that the gate notices). `accept`: as in
+    export_fp32.
     """
     import onnx
     from onnxconverter_common import float16
@@ -217,6 +221,8 @@ def convert_fp16(fp32_path, fp16_path, log=print, keep_fp32=fp32_islands):
     onnx.checker.check_model(converted, full_check=True)
     with atomic_path(fp16_path) as tmp:
         onnx.save(converted, str(tmp))
+        if accept is not None:
+            accept(tmp)
     log(f'fp16: kept {len(keep)} nodes in FP32 ({", ".join(keep[:12])}'
         f'{", ..." if len(keep) > 12 else ""})')
     return fp16_path
