@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make the golden fixtures under tests/fixtures/golden/ with real mmdet 3.3.0 + mmcv 2.1.0.
 
-Needs an environment with mmdet (see ../shared/docs/mmdet-centernet-reference.md, §0):
+Needs an environment with mmdet (docs/mmdet-parity.md, "Regenerating the golden data"):
     pip install torch==2.13.0 mmengine==0.10.7 mmdet==3.3.0 "setuptools<70" wheel ninja
     MMCV_WITH_OPS=1 MAX_JOBS=2 pip install --no-build-isolation mmcv==2.1.0
     python tools/make_golden.py
