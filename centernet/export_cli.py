@@ -28,20 +28,28 @@ def export(args):
     output = Path(args.output)
     if output.suffix != '.onnx':
         raise UserError(f'--output {output} must end in .onnx')
+    if args.precision == 'int8' and (not args.calib or args.end2end):
+        raise UserError('--precision int8 needs --calib DIR (a COCO-layout folder or a folder of '
+                        'images to calibrate on) and the heads graph (no --end2end)')
     fp32_path = output if args.precision in ('fp32', 'both') else \
         output.with_name(f'.{output.stem}_fp32_tmp.onnx')
     written = []
     try:
         ox.export_fp32(model, fp32_path, opset=args.opset, static_shape=args.static,
                        simplify=args.simplify, classes=classes, end2end=args.end2end)
-        if args.precision != 'fp16':
+        if args.precision in ('fp32', 'both'):
             written.append(('fp32', fp32_path))
         if args.precision in ('fp16', 'both'):
             fp16_path = output if args.precision == 'fp16' else ox.fp16_sibling(output)
             ox.convert_fp16(fp32_path, fp16_path)
             written.append(('fp16', fp16_path))
+        if args.precision == 'int8':
+            from .int8_quantize import quantize_int8
+            quantize_int8(fp32_path, output, args.calib, args.calib_images, args.calib_method,
+                          args.int8_flavour)
+            written.append(('int8', output))
     finally:
-        if args.precision == 'fp16':
+        if args.precision in ('fp16', 'int8'):
             fp32_path.unlink(missing_ok=True)
     export_seconds = time.perf_counter() - start
     for precision, path in written:
@@ -53,6 +61,13 @@ def export(args):
     failed = False
     for precision, path in written:
         entry = dict(path=str(path), sha256=sha256_of(path), bytes=path.stat().st_size)
+        if args.check and precision == 'int8':
+            gate = check_int8(model, path, args.static)
+            print(gate.table())
+            entry['gate'] = gate.to_dict()
+            failed |= not gate.ok
+            report['outputs'][precision] = entry
+            continue
         if args.check and args.end2end:
             rows, ok = check_end2end_parity(model, path, precision, args.static)
             headers = ['shape BxHxW', 'matched', 'required', 'share', 'needed', 'ok']
@@ -72,6 +87,14 @@ def export(args):
         print('error: ONNX Runtime and PyTorch disagree beyond tolerance (see table)')
         return 1
     return 0
+
+
+def check_int8(model, path, static_shape=None):
+    """The precision gate (INT8 tolerances) of the INT8 graph on ONNX Runtime vs PyTorch FP32."""
+    from .precision_gate import DEFAULT_SHAPES, run_gate
+    return run_gate(lambda canvases: ox.run_torch(model, canvases),
+                    lambda canvases: ox.run_onnxruntime(path, canvases), model.spec, 'int8',
+                    shapes=(static_shape,) if static_shape else DEFAULT_SHAPES)
 
 
 def check_end2end_parity(model, path, precision, static_shape=None):

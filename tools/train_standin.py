@@ -34,7 +34,7 @@ def parse_args(argv):
     parser.add_argument('--data', required=True, help='folder for the generated splits')
     parser.add_argument('--out', default='checkpoints/standin', help='checkpoint folder')
     parser.add_argument('--cfg', default=DEFAULT_CONFIG)
-    parser.add_argument('--iterations', type=int, default=4000)
+    parser.add_argument('--iterations', type=int, default=3000)
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--weight_decay', type=float, default=1e-4)
