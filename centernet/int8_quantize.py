@@ -164,6 +164,19 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
     return calibration
 
 
+def check_tensorrt_int8(onnx_path, precision, meta):
+    """build_engine.py --precision int8 takes only the tensorrt-flavour Q/DQ graph, as it is."""
+    onnx_precision = meta.get('centernet.precision', 'fp32')
+    if precision != onnx_precision:
+        raise UserError(f'{onnx_path} is the {onnx_precision.upper()} ONNX and --precision is '
+                        f'{precision}: an INT8 engine is built from the Q/DQ ONNX (export.py '
+                        '--precision int8 --calib DIR), and that ONNX only as --precision int8')
+    if meta.get(METADATA_FLAVOUR) != 'tensorrt':
+        raise UserError(f'{onnx_path} is the {meta.get(METADATA_FLAVOUR)!r}-flavour INT8 ONNX '
+                        '(uint8 asymmetric activations, for ONNX Runtime on CPUs); TensorRT takes '
+                        'only symmetric int8: export with --int8_flavour tensorrt')
+
+
 def qdq_summary(proto):
     """What a reader (or a test) checks: Q/DQ counts, the convs whose weights are int8 (through a
     DequantizeLinear), the convs that stayed FP32, and the activation zero points."""
