@@ -29,7 +29,8 @@ def parse_args(argv):
     parser.add_argument('--calib_images', type=int, default=128,
                         help='int8: calibrate on the first N images (default 128)')
     parser.add_argument('--calib_method', choices=('minmax', 'entropy', 'percentile'),
-                        default='minmax', help='int8: activation range calibration (default minmax)')
+                        default='minmax',
+                        help='int8: activation range calibration (default minmax)')
     parser.add_argument('--int8_flavour', choices=('tensorrt', 'cpu'), default='tensorrt',
                         help='int8: tensorrt = symmetric int8 activations (TensorRT\'s only mode, '
                              'default); cpu = uint8 asymmetric activations, the fast form for '

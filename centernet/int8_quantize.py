@@ -118,8 +118,11 @@ def _flavour_options(flavour):
 
 
 def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IMAGES,
-                  method=DEFAULT_METHOD, flavour=DEFAULT_FLAVOUR, log=print):
+                  method=DEFAULT_METHOD, flavour=DEFAULT_FLAVOUR, check=None, log=print):
     """Write the Q/DQ INT8 form of `fp32_path` (an export.py FP32 graph) to `int8_path`.
+
+    `check(path)` -> precision_gate.GateReport, run on the finished graph before it is renamed to
+    `int8_path`: a graph the gate rejects is never written (UserError after its table).
 
     Returns a dict describing the calibration (method, images, seconds), also stored in the
     graph's metadata."""
@@ -159,6 +162,14 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
         ox._set_metadata(quantized, meta)
         onnx.checker.check_model(quantized, full_check=True)
         onnx.save(quantized, str(tmp))
+        if check is not None:
+            gate = check(tmp)
+            log(gate.table())
+            if not gate.ok:
+                reasons = '; '.join(gate.failures[:2])
+                raise UserError(f'the INT8 graph fails the precision gate ({reasons}); nothing '
+                                f'written to {int8_path}. Calibrate on more or other images '
+                                '(--calib, --calib_images) or another --calib_method')
     log(f'int8 ({flavour}): calibrated on {reader.images} images ({method}) in {seconds:.1f} s; '
         f'kept {len(keep)} nodes in FP32')
     return calibration

@@ -34,6 +34,7 @@ SHAPES = (
 LABELS = tuple(COCO_CLASSES.index(name) for name, _, _ in SHAPES)
 # Split seeds: train (training and INT8 calibration), val (checkpoint choice), test (reported AP).
 SPLIT_SEEDS = {'train': 1000, 'val': 2000, 'test': 3000}
+SPLIT_SIZES = {'train': 6000, 'val': 200, 'test': 500}
 
 
 def _background(rng, side):
@@ -124,8 +125,9 @@ def scene(rng, side=IMAGE_SIDE):
 
 
 def write_split(root, split, count, seed=None):
-    """Write `count` scenes as a COCO-layout set under root/split (annotations/instances_val2017.json
-    + images/val2017/*.png, the layout inference.py reads); returns that folder.
+    """Write `count` scenes as a COCO-layout set under root/split
+    (annotations/instances_val2017.json + images/val2017/*.png, the layout inference.py reads);
+    returns that folder. The first N scenes of a split are the same for every `count` >= N.
 
     PNG, not JPEG: lossless, so the split is identical on every OpenCV build."""
     seed = SPLIT_SEEDS[split] if seed is None else seed

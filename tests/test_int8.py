@@ -25,6 +25,8 @@ from test_tensorrt_contract import TRT10, TRT11, gpu, install_trt, quiet  # noqa
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDIN = ROOT / 'tests' / 'fixtures' / 'standin' / 'standin_centernet.pth'
+STANDIN_MIN_AP = 0.5       # issue 12's bar for the stand-in (FP32, held-out scenes)
+INT8_MAX_AP_LOSS = 0.02    # measured loss ~0.00x (docs/int8.md); the target is 0.01
 HEAD_LAST_CONVS = {'/bbox_head/heatmap_head.2/Conv', '/bbox_head/wh_head.2/Conv',
                    '/bbox_head/offset_head.2/Conv'}
 
@@ -191,3 +193,96 @@ def test_int8_engine_from_the_wrong_onnx_is_a_user_error(install_trt, gpu, int8_
     with pytest.raises(UserError, match=words):
         eb.build_engine(source, tmp_path / 'm.engine', precision, eb.Profile(), log=quiet)
     assert not (tmp_path / 'm.engine').exists()
+
+
+# --- the trained stand-in (tests/fixtures/standin; tools/train_standin.py makes it) -------------
+
+@pytest.fixture(scope='module')
+def standin(tmp_path_factory):
+    if not STANDIN.is_file():
+        pytest.skip(f'{STANDIN.relative_to(ROOT)} absent: make it with tools/train_standin.py')
+    root = tmp_path_factory.mktemp('standin')
+    return dict(checkpoint=STANDIN, test=standin_scenes.write_split(root, 'test', 500),
+                calib=standin_scenes.write_split(root, 'train', 64), root=root)
+
+
+def _inference_ap(argv, record):
+    import inference
+    from common import run_main
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(inference.main, argv + ['--record', str(record), '--quiet', '--workers', '0'])
+    assert exit_info.value.code == 0
+    return json.loads(record.read_text())['metrics']['mAP']
+
+
+@pytest.fixture(scope='module')
+def standin_int8(standin):
+    """export.py --precision int8 on the stand-in (its precision gate passes, or export fails)."""
+    output = standin['root'] / 'standin_int8.onnx'
+    assert _export(['--weight', str(standin['checkpoint']), '--output', str(output),
+                    '--precision', 'int8', '--calib', str(standin['calib']),
+                    '--calib_images', '64']) == 0
+    return output
+
+
+def test_standin_detects_its_held_out_scenes(standin):
+    """FP32, through inference.py: the stand-in is a trained detector, not noise."""
+    ap = _inference_ap(['--backend', 'torch', '--weight', str(standin['checkpoint']),
+                        '--device', 'cpu', '--datasets', str(standin['test'])],
+                       standin['root'] / 'fp32.json')
+    assert ap >= STANDIN_MIN_AP
+
+
+def test_standin_int8_keeps_its_ap(standin, standin_int8):
+    fp32 = _inference_ap(['--backend', 'torch', '--weight', str(standin['checkpoint']),
+                          '--device', 'cpu', '--datasets', str(standin['test'])],
+                         standin['root'] / 'fp32.json')
+    int8 = _inference_ap(['--engine', str(standin_int8), '--datasets', str(standin['test'])],
+                         standin['root'] / 'int8.json')
+    assert abs(int8 - fp32) <= INT8_MAX_AP_LOSS
+
+
+def test_precision_gate_refuses_a_broken_int8_graph(standin, standin_int8):
+    """Activation scales divided by 8 (every activation clipped to an eighth of its range): the
+    INT8 tolerances that pass the sound graph (standin_int8 fixture) must reject this one."""
+    from centernet.checkpoint import load_model
+    from centernet.config import load_spec
+    from centernet.precision_gate import run_gate
+    proto = onnx.load(str(standin_int8))
+    initializers = {t.name: t for t in proto.graph.initializer}
+    for name in {n.input[1] for n in proto.graph.node if n.op_type == 'QuantizeLinear'}:
+        scale = initializers[name]
+        scale.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(scale) / 8, name))
+    broken = standin['root'] / 'broken_int8.onnx'
+    onnx.save(proto, str(broken))
+    model, _ = load_model(load_spec(ROOT / 'centernet_r18_8xb16-crop512-140e_coco.py'),
+                          standin['checkpoint'])
+    report = run_gate(lambda c: ox.run_torch(model, c), lambda c: ox.run_onnxruntime(broken, c),
+                      model.spec, 'int8')
+    assert not report.ok
+
+
+def test_int8_scripts_calibrate_export_and_run_on_the_cpu(standin):
+    """scripts/infer_centernet_int8_{accuracy,performance}.sh on the CPU path: calibrate on
+    DATASETS_DIR, export the cpu-flavour graph once, evaluate, then time it."""
+    import os
+    import subprocess
+    models = standin['root'] / 'models'
+    env = dict(os.environ, PYTHON=sys.executable, BACKEND='onnxruntime', DATASETS_DIR=str(
+        standin['test']), CHECKPOINT=str(standin['checkpoint']), MODELS_DIR=str(models),
+        CALIB_IMAGES='32', ACC_TARGET=str(STANDIN_MIN_AP - INT8_MAX_AP_LOSS))
+    done = subprocess.run(['bash', str(ROOT / 'scripts' / 'infer_centernet_int8_accuracy.sh'),
+                           '--record', str(standin['root'] / 'acc.json'), '--quiet'],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'INT8 Q/DQ ONNX' in done.stdout
+    assert ox.read_metadata(models / 'centernet_int8_cpu.onnx')[2]['centernet.int8_flavour'] \
+        == 'cpu'
+    done = subprocess.run(['bash', str(ROOT / 'scripts' / 'infer_centernet_int8_performance.sh'),
+                           '--record', str(standin['root'] / 'perf.json'), '--quiet'],
+                          env=dict(env, BATCHSIZE='1', WARMUP='1', ITERATIONS='2'),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'calibrating' not in done.stdout  # the ONNX made by the accuracy run is reused
+    record = json.loads((standin['root'] / 'perf.json').read_text())
+    assert record['backend']['precision'] == 'int8'

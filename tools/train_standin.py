@@ -26,8 +26,6 @@ import torch  # noqa: E402
 
 from common import DEFAULT_CONFIG, run_main  # noqa: E402
 
-SPLIT_SIZES = {'train': 6000, 'val': 200, 'test': 500}
-
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -125,7 +123,7 @@ def train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     data, out = Path(args.data), Path(args.out)
-    for split, count in SPLIT_SIZES.items():
+    for split, count in scenes.SPLIT_SIZES.items():
         if not (data / split / 'annotations' / 'instances_val2017.json').is_file():
             scenes.write_split(data, split, count)
     spec = load_spec(args.cfg)
@@ -152,9 +150,10 @@ def train(args):
         now = time.gmtime()
         stop_at = start + ((hour * 60 + minute) - (now.tm_hour * 60 + now.tm_min)) * 60 - now.tm_sec
     meta_base = dict(dataset_meta=dict(classes=list(COCO_CLASSES)),
-                     standin=dict(split_seeds=dict(scenes.SPLIT_SEEDS), split_sizes=SPLIT_SIZES,
+                     standin=dict(split_seeds=dict(scenes.SPLIT_SEEDS),
+                                  split_sizes=dict(scenes.SPLIT_SIZES),
                                   seed=args.seed, iterations=args.iterations, batch=args.batch,
-                                  lr=args.lr, torch=torch.__version__, threads=args.threads))
+                                  lr=args.lr, torch=str(torch.__version__), threads=args.threads))
     for step in range(args.iterations):
         for group in optimizer.param_groups:
             group['lr'] = learning_rate(step)
