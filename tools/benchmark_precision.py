@@ -65,7 +65,7 @@ def kept_share(reference, candidate):
             total += 1
             same = (labels == label) & (np.abs(scores - score) <= KEEP_SCORE_DIFF)
             kept += bool(same.any() and (_iou(box, boxes[same]) >= KEEP_IOU).any())
-    return kept / max(total, 1), total
+    return (kept / total if total else None), total
 
 
 def evaluate(path, folder, threads):
@@ -89,6 +89,20 @@ def gate(model, path):
     precision = ox.read_metadata(path)[2]['centernet.precision']
     return run_gate(lambda c: ox.run_torch(model, c), lambda c: ox.run_onnxruntime(path, c),
                     model.spec, precision)
+
+
+def break_activation_scales(source, target, factor=1 / 8):
+    """A deliberately broken INT8 graph: every activation scale times `factor` (1/8: every
+    activation clipped to an eighth of its calibrated range). The gate must refuse it."""
+    import onnx
+    from onnx import numpy_helper
+    proto = onnx.load(str(source))
+    initializers = {t.name: t for t in proto.graph.initializer}
+    for name in {n.input[1] for n in proto.graph.node if n.op_type == 'QuantizeLinear'}:
+        scale = initializers[name]
+        scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * factor, name))
+    onnx.save(proto, str(target))
+    return target
 
 
 def engine_speed(paths, rounds, threads):
@@ -137,6 +151,9 @@ def benchmark(args):
                                         flavour, log=lambda *a: None)
             graphs[f'int8 {flavour} {method}'] = dict(path=path,
                                                       calib_seconds=calibration['seconds'])
+    broken = out / 'standin_int8_broken.onnx'
+    graphs['int8 broken (scales/8)'] = dict(path=break_activation_scales(
+        graphs[f'int8 tensorrt {args.methods[0]}']['path'], broken))
     reference = None
     for name, entry in graphs.items():
         entry['ap'], detections = evaluate(entry['path'], data / 'test', args.threads)
@@ -144,7 +161,7 @@ def benchmark(args):
             reference = detections
         entry['kept'], entry['fp32_confident'] = kept_share(reference, detections)
         report = gate(model, entry['path'])
-        entry['gate_ok'], entry['gate_failures'] = report.ok, report.failures
+        entry['gate_ok'], entry['gate'] = report.ok, report.to_dict()
         entry['gate_share'] = min(min(r['share'], r['share_back']) for r in report.rows)
         print(f'{name}: AP {entry["ap"]:.4f}', flush=True)
     speed_names = ['fp32'] + [n for n in graphs if n.endswith(' minmax')]
