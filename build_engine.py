@@ -9,15 +9,14 @@ version, GPU, precision, profile and ONNX sha256, which --if-stale compares to r
 of them changed, and the model spec the TensorRT backend reads.
 """
 
-import argparse
 import dataclasses
 
-from common import run_main
+from common import ArgumentParser, run_main
 
 
 def parse_args(argv):
     from centernet.engine_build import Profile  # its defaults are the flags' defaults
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', required=True, help='ONNX from export.py (FP32, FP16 or INT8)')
     parser.add_argument('--engine', required=True, help='engine file to write (.engine / .plan)')
     parser.add_argument('--precision', choices=('fp16', 'fp32', 'int8'), default='fp16',

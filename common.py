@@ -1,13 +1,17 @@
 """What the top-level scripts share: error handling at the edge, and argument helpers.
 
 The scripts (export.py, build_engine.py, inference.py, prepare.py) are thin: they parse
-arguments and call into the `centernet` package. `run_main` turns the package's UserError into one
-line on stderr and exit code 2, and Ctrl-C into exit code 130, without a traceback.
+arguments and call into the `centernet` package. `run_main` turns the package's UserError, and a
+stop by Ctrl-C (SIGINT) or SIGTERM, into one `error:` line on stderr and exit code 2, without a
+traceback; every output file is written atomically (centernet.fileio), so a stop leaves none half
+written.
 """
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 # Make `centernet` and `coco_labels` importable however the script is started.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -18,34 +22,99 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               'centernet_r18_8xb16-crop512-140e_coco.py')
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so it unwinds exactly as Ctrl-C does: every
+    `finally` and atomic write cleans up on the way out."""
+
+    def __init__(self, signal_name):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def _raise_stopped(signum, _frame):
+    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+    raise Stopped(signal.Signals(signum).name)
+
+
 def run_main(main, argv=None):
-    """Run `main(argv)`; exit 0, 2 (UserError: one line on stderr) or 130 (interrupted)."""
+    """Run `main(argv)`; exit 0, its own code, or 2 with one `error:` line on stderr (UserError,
+    Ctrl-C, SIGTERM)."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_stopped) if in_main_thread else None
     try:
         code = main(argv)
     except UserError as exc:
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        print('interrupted: no partial output was written', file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        how = exc.signal_name if isinstance(exc, Stopped) else 'Ctrl-C (SIGINT)'
+        print(f'error: stopped by {how}: no partial output was written; run the command again '
+              'to start over', file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     sys.exit(code or 0)
 
 
-def str2bool(value):
-    """argparse type for flags given as `--flag`, `--flag True` or `--flag false` (reference CLI)."""
-    if isinstance(value, bool):
-        return value
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help shows every default that is not already in the text (none for unset options and
+    switches); the epilog keeps its line breaks."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if ('default' in text.lower() or action.default in (None, argparse.SUPPRESS)
+                or action.nargs == 0 or not action.option_strings):
+            return text
+        return text + ' (default: %(default)s)'
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with defaults in --help, whose on/off switches (action='store_true') also accept
+    the reference project's spelling `--flag True` / `--flag False` (and `--flag=false`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('formatter_class', HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        argv = sys.argv[1:] if args is None else list(args)
+        switches = {option for action in self._actions if action.nargs == 0
+                    and action.const is True for option in action.option_strings}
+        return super().parse_known_args(normalise_switches(argv, switches), namespace)
+
+
+def normalise_switches(argv, switches):
+    """['--perf_only', 'True'] -> ['--perf_only']; ['--perf_only', 'false'] -> []; a value that
+    is neither true nor false is left for argparse to refuse."""
+    out = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        name, equals, value = token.partition('=')
+        if name in switches:
+            if not equals and index + 1 < len(argv) and _as_bool(argv[index + 1]) is not None:
+                value, index = argv[index + 1], index + 1
+            elif not equals:
+                value = 'true'
+            flag = _as_bool(value)
+            if flag is None:
+                out.append(token)  # argparse then says "ignored explicit argument"
+            elif flag:
+                out.append(name)
+        else:
+            out.append(token)
+        index += 1
+    return out
+
+
+def _as_bool(value):
     lowered = value.lower()
     if lowered in ('1', 'true', 'yes', 'y', 'on'):
         return True
     if lowered in ('0', 'false', 'no', 'n', 'off'):
         return False
-    raise argparse.ArgumentTypeError(f'expected true or false, got {value!r}')
-
-
-def add_bool_flag(parser, name, help_text):
-    """`--name` alone means True; `--name True/False` also accepted."""
-    parser.add_argument(name, nargs='?', const=True, default=False, type=str2bool, help=help_text)
+    return None
 
 
 def parse_shape(text):

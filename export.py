@@ -9,13 +9,11 @@ The graph takes a (B, H, W, 3) uint8 BGR canvas and returns heatmap, wh, offset 
 at two input shapes; the script exits non-zero when a difference is beyond tolerance.
 """
 
-import argparse
-
-from common import DEFAULT_CONFIG, parse_shape, run_main
+from common import DEFAULT_CONFIG, ArgumentParser, parse_shape, run_main
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--weight', required=True, help='mmdet checkpoint (.pth)')
     parser.add_argument('--cfg', default=DEFAULT_CONFIG, help='mmdet config file')
     parser.add_argument('--output', default='centernet.onnx', help='ONNX file to write')

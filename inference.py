@@ -5,36 +5,40 @@
     performance  python3 inference.py --engine centernet.engine --batchsize 32 --perf_only
     pictures     python3 inference.py --engine centernet.onnx --images photo.jpg --out out/
 
---engine takes a TensorRT engine (.engine/.plan), an ONNX file (ONNX Runtime) or, with
---backend torch, nothing: --weight CHECKPOINT --cfg CONFIG. Flags follow the reference project's
-(--engine --batchsize --datasets --input_name --warmup --acc_target --fps_target --perf_only).
+The backend follows --engine's suffix: .engine/.plan/.trt -> TensorRT, .onnx -> ONNX Runtime,
+.pth/.pt (an mmdet checkpoint) -> the PyTorch model built from --cfg. --weight CHECKPOINT is the
+same as --engine CHECKPOINT.pth. Flags follow the reference project's (--engine --batchsize
+--datasets --input_name --warmup --acc_target --fps_target --perf_only; its `--perf_only True`
+spelling works too).
 """
 
-import argparse
 import os
 
-from common import DEFAULT_CONFIG, add_bool_flag, run_main
+from common import DEFAULT_CONFIG, ArgumentParser, run_main
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog='\n'.join(__doc__.splitlines()[2:]))
+    parser = ArgumentParser(description=__doc__.splitlines()[0],
+                            epilog='\n'.join(__doc__.splitlines()[2:]))
     model = parser.add_argument_group('model')
-    model.add_argument('--engine', help='.engine/.plan (TensorRT) or .onnx (ONNX Runtime)')
+    model.add_argument('--engine', metavar='MODEL',
+                       help='the model: .engine/.plan/.trt (TensorRT), .onnx (ONNX Runtime) or '
+                            '.pth/.pt (mmdet checkpoint: PyTorch model built from --cfg)')
     model.add_argument('--backend', default='auto',
                        choices=('auto', 'tensorrt', 'onnxruntime', 'torch'),
-                       help='auto: from --engine\'s suffix (default)')
-    model.add_argument('--weight', help='checkpoint, for --backend torch')
+                       help='auto: from the model file\'s suffix')
+    model.add_argument('--weight', metavar='CHECKPOINT',
+                       help='mmdet checkpoint for the torch backend (instead of --engine X.pth)')
     model.add_argument('--cfg', default=DEFAULT_CONFIG, help='mmdet config, for --backend torch')
     model.add_argument('--device', help='torch backend device: cuda (default if present) or cpu')
     model.add_argument('--precision', choices=('fp16', 'fp32', 'int8'),
                        help='torch backend: fp16 on CUDA (default), fp32 on CPU; int8 is refused '
                             '(INT8 runs as a Q/DQ ONNX: export.py --precision int8)')
     model.add_argument('--input_name', help='checked against the model\'s input name (canvas)')
-    model.add_argument('--threads', type=int, default=0, help='ONNX Runtime intra-op threads')
-    add_bool_flag(model, '--cuda_graph', 'torch backend on CUDA: replay one CUDA graph per input '
-                  'shape (for --perf_only; a COCO run has hundreds of shapes)')
+    model.add_argument('--threads', type=int, default=0, help='ONNX Runtime intra-op threads (0: one per physical core)')
+    model.add_argument('--cuda_graph', action='store_true',
+                       help='torch backend on CUDA: replay one CUDA graph per input shape (for '
+                            '--perf_only; a COCO run has hundreds of shapes)')
     model.add_argument('--compile', metavar='MODE',
                        help='torch backend: torch.compile the network with MODE, "default" or '
                             '"max-autotune-no-cudagraphs" (default: off); "default" gives 1.9x '
@@ -44,13 +48,14 @@ def parse_args(argv):
     data.add_argument('--datasets', default=os.environ.get('DATASETS_DIR'),
                       help='COCO folder: annotations/instances_val2017.json + images/val2017/ '
                            '(default: $DATASETS_DIR)')
-    data.add_argument('--batchsize', type=int, default=32)
+    data.add_argument('--batchsize', type=int, default=32, help='images per batch')
     data.add_argument('--workers', type=int,
                       help='image-decoding threads (default: one per core, at most 8; 0: decode '
                            'in the main thread)')
     data.add_argument('--limit', type=int, help='only the first N images (accuracy: smoke runs; '
                       'performance: the pipeline tier, default 1000)')
-    add_bool_flag(data, '--skip_bad_images', 'count unreadable images as having no detections')
+    data.add_argument('--skip_bad_images', action='store_true',
+                      help='count unreadable images as having no detections')
 
     out = parser.add_argument_group('results')
     out.add_argument('--save_json', help='write all detections in COCO results format')
@@ -60,16 +65,27 @@ def parse_args(argv):
                      help='exit 1 when the engine-only FPS is below this')
 
     perf = parser.add_argument_group('performance')
-    add_bool_flag(perf, '--perf_only', 'time the engine instead of evaluating accuracy')
-    perf.add_argument('--warmup', type=int, default=10, help='untimed iterations first')
-    perf.add_argument('--iterations', type=int, default=50, help='timed iterations per tier')
+    perf.add_argument('--perf_only', action='store_true',
+                      help='time the engine instead of evaluating accuracy')
+    perf.add_argument('--warmup_seconds', type=float, default=2.0,
+                      help='untimed runs first, for about this long (at least one)')
+    perf.add_argument('--seconds', type=float, default=10.0,
+                      help='time each tier for about this long (at least 3 runs)')
+    perf.add_argument('--warmup', type=int,
+                      help='untimed iterations first: a count instead of --warmup_seconds')
+    perf.add_argument('--iterations', type=int,
+                      help='timed iterations per tier: a count instead of --seconds')
 
     demo = parser.add_argument_group('pictures')
     demo.add_argument('--images', help='an image file or folder: draw detections into --out')
     demo.add_argument('--out', default='detections', help='folder for annotated pictures')
     demo.add_argument('--score_thr', type=float, default=0.3,
                       help='draw boxes above this score (drawing only; JSON keeps all 100)')
-    add_bool_flag(parser, '--quiet', 'no progress bars')
+    demo.add_argument('--max_side', type=int,
+                      help='shrink larger pictures to fit this canvas side before detection '
+                           '(boxes are mapped back to the original pixels; default: the largest '
+                           'canvas the model takes, 1344 for a dynamic ONNX or the torch model)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser.parse_args(argv)
 
 

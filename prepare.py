@@ -8,17 +8,16 @@ DATASETS_DIR/annotations/instances_val2017.json + DATASETS_DIR/images/val2017/. 
 downloads resume on the next run; whatever is already there and verified is left alone.
 """
 
-import argparse
 import os
 
-from common import add_bool_flag, run_main
+from common import ArgumentParser, run_main
 
 DEFAULT_CHECKPOINT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'checkpoints')
 
 
 def parse_args(argv):
     from centernet import prepare as p
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', choices=('checkpoint', 'coco', 'all'), default='all',
                         help='what to prepare (default all)')
     parser.add_argument('--checkpoint_dir', default=DEFAULT_CHECKPOINT_DIR,
@@ -32,8 +31,8 @@ def parse_args(argv):
     parser.add_argument('--coco_mirror', default=os.environ.get(p.COCO_MIRROR_ENV, p.COCO_MIRROR),
                         help=f'base URL for the COCO zips (default ${p.COCO_MIRROR_ENV} '
                              f'or {p.COCO_MIRROR})')
-    add_bool_flag(parser, '--keep_archives',
-                  'keep val2017.zip and annotations_trainval2017.zip after unpacking')
+    parser.add_argument('--keep_archives', action='store_true',
+                        help='keep val2017.zip and annotations_trainval2017.zip after unpacking')
     return parser.parse_args(argv)
 
 

@@ -1,7 +1,10 @@
 """Load mmdet checkpoints safely (weights only) and strictly (every key, every shape).
 
 mmdet itself loads with strict=False and a full unpickler; here a checkpoint is tensors and plain
-data or it is refused, and a key or shape that does not fit is an error that names it.
+data or it is refused, and a key or shape that does not fit is an error that names it. What torch's
+own load_state_dict accepts is accepted too: a 1-element tensor for a 0-dim buffer (BatchNorm's
+`num_batches_tracked` as PyTorch before 0.4 saved it), and a state without `num_batches_tracked`
+(BatchNorm fills it in for pre-0.4.1 state; it only counts training steps, eval never reads it).
 """
 
 import hashlib
@@ -46,6 +49,17 @@ _NUMPY_DATA_GLOBALS = re.compile(r'^numpy(\._core|\.core)?\.(multiarray\.(scalar
 _MAX_ALLOWED_GLOBALS = 16
 
 
+class TrainingLogData:
+    """Stands in for an mmengine class that a training checkpoint pickles as plain data (the
+    message hub's HistoryBuffer of logged losses): its attributes are loaded, no code runs.
+    mmdet 3.x's Runner writes these into every epoch_N.pth; the published files drop them."""
+
+
+# mmengine classes whose pickled state is plain data (numpy arrays, numbers): read as
+# TrainingLogData, so a user's own epoch_N.pth loads without mmengine and without trusting it.
+_MMENGINE_DATA_CLASSES = ('mmengine.logging.history_buffer.HistoryBuffer',)
+
+
 def _resolve_global(name):
     import importlib
     module, _, attr = name.rpartition('.')
@@ -53,11 +67,13 @@ def _resolve_global(name):
 
 
 def _torch_load_weights_only(path):
-    """torch.load(weights_only=True), allowing numpy data globals one by one as they come up."""
+    """torch.load(weights_only=True), allowing numpy data globals one by one as they come up,
+    and mmengine's training-log classes as TrainingLogData."""
+    stand_ins = [(TrainingLogData, name) for name in _MMENGINE_DATA_CLASSES]
     allowed = []
     while True:
         try:
-            with torch.serialization.safe_globals(allowed):
+            with torch.serialization.safe_globals(stand_ins + allowed):
                 return torch.load(path, map_location='cpu', weights_only=True)
         except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
             text = str(exc)
@@ -110,14 +126,24 @@ def _listed(keys):
     return shown + (f' (+{len(keys) - _MAX_LISTED_KEYS} more)' if len(keys) > _MAX_LISTED_KEYS else '')
 
 
+# A BatchNorm's training-step counter: not read in eval mode, filled in by torch when absent.
+_OPTIONAL_SUFFIX = '.num_batches_tracked'
+
+
+def _shape_fits(given, expected):
+    """torch.nn.Module._load_from_state_dict's rule: equal shapes, or a (1,) tensor for a 0-dim
+    one ("backward compatibility: loading 1-dim tensor from 0.3.* to version 0.4+")."""
+    return given.shape == expected.shape or (expected.dim() == 0 and tuple(given.shape) == (1,))
+
+
 def load_state_dict_strict(model, state_dict, source='checkpoint'):
     """model.load_state_dict(strict=True) with one readable message for every kind of mismatch."""
     expected = model.state_dict()
-    missing = expected.keys() - state_dict.keys()
+    missing = {k for k in expected.keys() - state_dict.keys() if not k.endswith(_OPTIONAL_SUFFIX)}
     unexpected = state_dict.keys() - expected.keys()
     wrong_shape = [f'{k} {tuple(state_dict[k].shape)} != {tuple(expected[k].shape)}'
                    for k in expected.keys() & state_dict.keys()
-                   if state_dict[k].shape != expected[k].shape]
+                   if not _shape_fits(state_dict[k], expected[k])]
     problems = []
     if missing:
         problems.append(f'missing keys: {_listed(missing)}')
@@ -129,7 +155,10 @@ def load_state_dict_strict(model, state_dict, source='checkpoint'):
         raise UserError(f'{source} does not fit the model the config describes; '
                         + '; '.join(problems)
                         + '. Check that --weight and --cfg belong together (CenterNet-R18, no DCN)')
-    model.load_state_dict(state_dict, strict=True)
+    # The model's own (zero) counters where the checkpoint has none; torch reshapes the rest.
+    complete = {**{k: v for k, v in expected.items() if k.endswith(_OPTIONAL_SUFFIX)},
+                **state_dict}
+    model.load_state_dict(complete, strict=True)
     return model
 
 

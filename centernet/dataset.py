@@ -144,15 +144,19 @@ class BadImage:
 
 
 class ImageReader:
-    """record index -> (index, decoded image HWC BGR uint8) or BadImage (reported, not raised)."""
+    """record index -> (index, decoded image HWC BGR uint8) or BadImage (reported, not raised).
 
-    def __init__(self, records):
+    `read` (path -> image) is preprocess.read_image unless the caller adds a step (the picture
+    demo's shrinking of large photos)."""
+
+    def __init__(self, records, read=None):
         self.records = records
+        self.read = read or read_image
 
     def __getitem__(self, index):
         record = self.records[index]
         try:
-            return index, read_image(record.path)
+            return index, self.read(record.path)
         except BadImageError as exc:
             return BadImage(index, record.path, exc.reason)
 
@@ -232,11 +236,12 @@ def default_workers():
     return min(8, os.cpu_count() or 1)
 
 
-def make_loader(records, canvas, batch_size, workers=None, prefetch_batches=4, pin_memory=False):
+def make_loader(records, canvas, batch_size, workers=None, prefetch_batches=4, pin_memory=False,
+                read=None):
     """Canvas-shape batches of `records`, decoded by `workers` threads (0: in the caller;
     None: default_workers()). Each thread builds a whole batch, so at least `workers` batches
     are kept in flight."""
     workers = default_workers() if workers is None else workers
     batches = canvas_batches(records, canvas, batch_size)
-    return PrefetchLoader(ImageReader(records), canvas, batches, workers=workers,
+    return PrefetchLoader(ImageReader(records, read), canvas, batches, workers=workers,
                           prefetch=max(prefetch_batches, workers), pin_memory=pin_memory)

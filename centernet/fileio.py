@@ -1,20 +1,84 @@
-"""Atomic output files: a reader (or a Ctrl-C) never sees half a file."""
+"""Atomic output files: a reader, a Ctrl-C, a full disk or a power cut never leaves half a file.
+
+Every file the kit writes (ONNX, engines, JSON records, detections, pictures) goes through
+`atomic_path`: the data goes to a temporary file beside the target, which is flushed to the disk
+(fsync) and only then renamed over the target; the folder is fsynced after the rename so the new
+name survives a crash too. A write the machine refuses (disk full, read-only, I/O error) becomes a
+UserError that names the path; the temporary file is removed and the target is left as it was.
+"""
 
 import contextlib
+import errno
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from .errors import UserError
 
+# Errors of the storage, not of the program: each says what to do about it.
+_WRITE_FAILURES = {
+    errno.ENOSPC: 'no space left on the device: free some space there or write elsewhere',
+    errno.EDQUOT: 'disk quota exceeded: free some space there or write elsewhere',
+    errno.EFBIG: 'file too large for this file system or its limits: write elsewhere',
+    errno.EROFS: 'the file system is read-only: choose a writable folder',
+    errno.EACCES: 'permission denied: choose a folder you can write to',
+    errno.EPERM: 'operation not permitted: choose a folder you can write to',
+    errno.EIO: 'input/output error: the disk may be failing; check it (dmesg) or write elsewhere',
+}
+_NEW_FILE_MODE = 0o666  # what open(path, 'w') asks for; the kernel takes the umask off
+
+
+def write_failure(path, exc, outcome='nothing was written there'):
+    """The UserError for an OSError of the storage while writing `path`, else None."""
+    advice = _WRITE_FAILURES.get(exc.errno)
+    if advice is None:
+        return None
+    return UserError(f'cannot write {path}: {advice} ({outcome})')
+
+
+def _create_beside(path):
+    """A new, empty temporary file next to `path`, with the mode a new file gets (umask applied).
+
+    tempfile.mkstemp would make it 0600 whatever the umask, and the rename would keep that.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.tmp')
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, 'no free temporary name', str(path))
+
+
+def _fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder):
+    """Make a rename in `folder` durable. Best effort: the file is already in place, and some file
+    systems cannot fsync a folder at all (EINVAL)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds.
+    """Yield a temporary path beside `path`; move it to `path` only if the block succeeds.
 
-    On any exception (KeyboardInterrupt included) the temporary file is removed and `path` is left
-    as it was.
+    On success the temporary file is fsynced, renamed over `path` and the folder fsynced. On any
+    exception (KeyboardInterrupt and SIGTERM included) the temporary file is removed and `path` is
+    left as it was; an OSError of the storage (disk full, read-only, I/O error) becomes a
+    UserError naming `path`.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path('.')
@@ -22,15 +86,27 @@ def atomic_path(path):
         raise UserError(f'output folder {folder} does not exist: create it or choose another path')
     if not os.access(folder, os.W_OK):
         raise UserError(f'output folder {folder} is not writable: choose another path')
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=folder)
-    os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
+        tmp = _create_beside(path)
+    except OSError as exc:
+        raise (write_failure(path, exc) or exc) from None
+    try:
+        yield tmp
+        move_into_place(tmp, path)
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and write_failure(path, exc):
+            raise write_failure(path, exc) from None
         raise
+
+
+def move_into_place(done, path):
+    """Rename the finished file `done` over `path` durably: its data reaches the disk first (a
+    crash then leaves the old file or the new one, never an empty one), the rename after."""
+    _fsync_file(done)
+    os.replace(done, path)
+    _fsync_folder(Path(path).parent)
 
 
 def write_json(path, obj, indent=None):

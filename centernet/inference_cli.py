@@ -1,5 +1,6 @@
 """inference.py's work: open the backend, then accuracy, performance or pictures."""
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -13,10 +14,16 @@ from .pipeline import Detector, detect_records
 from .report import environment, format_table
 
 
-PERF_PIPELINE_IMAGES = 1000  # the pipeline tier's default sample (--limit changes it)
+PERF_PIPELINE_IMAGES = 1000  # the pipeline tier's largest sample without --limit
+AP_DECIMALS = 4  # the AP is printed, and compared with --acc_target, at this precision
+NO_MODEL = ('no model given: pass --engine MODEL, where MODEL is an ONNX file from export.py '
+            '(ONNX Runtime), an engine from build_engine.py (TensorRT) or an mmdet checkpoint '
+            '.pth (PyTorch, with --cfg)')
 
 
 def run(args):
+    if not args.engine and not args.weight:
+        raise UserError(NO_MODEL)
     if args.batchsize < 1:
         raise UserError(f'--batchsize must be at least 1, got {args.batchsize}')
     if args.workers is not None and args.workers < 0:
@@ -66,7 +73,8 @@ def run_accuracy(detector, args):
     print(f'{len(records)} images from {images.ann_file}; backend {backend.name} '
           f'({backend.describe().get("precision", "")}), batch {args.batchsize}')
     detections = detect_records(detector, records, args.batchsize, workers=args.workers,
-                                skip_bad_images=args.skip_bad_images, progress=not args.quiet)
+                                skip_bad_images=args.skip_bad_images, progress=not args.quiet,
+                                estimate=True)
     done = detections.done
     ids = np.array([r.image_id for r in records])
     results = to_coco_results(ids[done], detections.boxes[done], detections.scores[done],
@@ -78,11 +86,11 @@ def run_accuracy(detector, args):
     metrics = evaluate_coco(images.coco, results, images.cat_ids,
                             img_ids=ids.tolist() if args.limit else None)
     eval_seconds = time.perf_counter() - start
+    shown = {key: round(value, AP_DECIMALS) for key, value in metrics.items()}
     print(format_table([name for name, _ in SUMMARY_TABLE],
-                       [[round(metrics[key], 3) for _, key in SUMMARY_TABLE]],
+                       [[shown[key] for _, key in SUMMARY_TABLE]],
                        title='COCO bbox (pycocotools, mmdet CocoMetric settings)'))
-    print(format_table(['IOU@0.5', 'IOU@0.5:0.95'],
-                       [[round(metrics['mAP_50'], 3), round(metrics['mAP'], 3)]]))
+    print(format_table(['IOU@0.5', 'IOU@0.5:0.95'], [[shown['mAP_50'], shown['mAP']]]))
     images_per_second = len(records) / detections.seconds
     print(f'{len(records)} images in {detections.seconds:.1f} s ({images_per_second:.1f} img/s '
           f'end to end; loader wait {detections.wait_seconds:.1f} s); eval {eval_seconds:.1f} s')
@@ -97,27 +105,45 @@ def run_accuracy(detector, args):
                   canvas_shapes={f'{h}x{w}': n for (h, w), n in sorted(detections.shapes.items())},
                   bad_images=[dict(path=b.path, reason=b.reason) for b in detections.bad])
     _write_record(default_record(args, 'accuracy', backend), record)
-    if args.acc_target is not None and metrics['mAP'] < args.acc_target:
-        print(f'FAIL: AP {metrics["mAP"]:.4f} is below --acc_target {args.acc_target}')
+    if args.acc_target is not None and shown['mAP'] < args.acc_target:
+        print(f'FAIL: AP {shown["mAP"]:.{AP_DECIMALS}f} is below --acc_target {args.acc_target}')
         return 1
     return 0
 
 
+def perf_budgets(args):
+    """(warm-up, timed) Budgets: the counts --warmup/--iterations when given, else by time."""
+    from .perf import TIMED_MINIMUM, Budget
+    if args.iterations is not None and args.iterations < 1:
+        raise UserError(f'--iterations must be at least 1, got {args.iterations}')
+    if args.warmup is not None and args.warmup < 0:
+        raise UserError(f'--warmup must be 0 or more, got {args.warmup}')
+    if args.seconds <= 0 or args.warmup_seconds < 0:
+        raise UserError('--seconds must be above 0 and --warmup_seconds 0 or more')
+    warmup = (Budget(count=args.warmup) if args.warmup is not None
+              else Budget(seconds=args.warmup_seconds, minimum=1))
+    timed = (Budget(count=args.iterations) if args.iterations is not None
+             else Budget(seconds=args.seconds, minimum=TIMED_MINIMUM))
+    return warmup, timed
+
+
 def run_performance(detector, args):
-    from .perf import gpu_clocks, time_engine, time_engine_io
+    from .perf import format_fps, gpu_clocks, time_engine, time_engine_io
     backend = detector.backend
     batch = args.batchsize
-    print(f'performance: backend {backend.name} on {backend.device}, batch {batch}, '
-          f'warm-up {args.warmup}, {args.iterations} timed iterations per tier')
+    warmup, timed = perf_budgets(args)
+    print(f'performance: backend {backend.name} on {backend.device}, batch {batch}; per tier '
+          f'warm-up {warmup.describe()}, then timed {timed.describe()}')
     tiers = {}
-    tiers['engine'] = time_engine(backend, batch, warmup=args.warmup, iterations=args.iterations)
-    tiers['engine+io'] = time_engine_io(detector, batch, warmup=args.warmup,
-                                        iterations=args.iterations)
+    tiers['engine'] = time_engine(backend, batch, warmup=warmup, iterations=timed)
+    tiers['engine+io'] = time_engine_io(detector, batch, warmup=warmup, iterations=timed)
     if args.datasets:
         from .dataset import CocoImageSet
         images = CocoImageSet(args.datasets, backend.classes)
-        records = images.records[:args.limit or PERF_PIPELINE_IMAGES]
-        if backend.device.type == 'cuda' and args.warmup > 0:
+        # About --seconds of images at the engine+io rate (at least one batch), or --limit.
+        sized = max(batch, int(tiers['engine+io']['fps'] * args.seconds))
+        records = images.records[:args.limit or min(PERF_PIPELINE_IMAGES, sized)]
+        if backend.device.type == 'cuda' and warmup.count != 0:
             # A GPU backend keeps state per canvas shape (cuDNN plans, CUDA graphs from the
             # second sighting, torch.compile's shape-generic graph): time the steady state, as
             # the other tiers do, not the first sighting of every shape.
@@ -126,7 +152,8 @@ def run_performance(detector, args):
         detections = detect_records(detector, records, batch, workers=args.workers,
                                     skip_bad_images=True, progress=not args.quiet,
                                     description='pipeline')
-        tiers['pipeline'] = dict(batch=batch, images=len(records),
+        tiers['pipeline'] = dict(batch=batch, images=len(records), iterations=detections.batches,
+                                 seconds=detections.seconds,
                                  fps=len(records) / detections.seconds,
                                  loader_wait_seconds=detections.wait_seconds)
     rows = []
@@ -134,16 +161,20 @@ def run_performance(detector, args):
               'engine+io': 'engine + H2D/D2H + decode, 672x672',
               'pipeline': 'full pipeline on files, canvas batches'}
     for name, stats in tiers.items():
-        rows.append([labels[name], stats['fps']] + [stats.get(f'latency_ms_{k}')
-                                                     for k in ('mean', 'p50', 'p90', 'p99')])
-    print(format_table(['tier', 'FPS', 'mean ms', 'p50 ms', 'p90 ms', 'p99 ms'], rows,
-                       title=f'batch {batch}; latency per batch'))
+        spread = (f'{format_fps(stats["fps_p10"])}-{format_fps(stats["fps_p90"])}'
+                  if 'fps_p10' in stats else None)
+        rows.append([labels[name], format_fps(stats['fps']), spread, stats['iterations']]
+                    + [stats.get(f'latency_ms_{k}') for k in ('mean', 'p50', 'p90', 'p99')])
+    print(format_table(['tier', 'FPS', 'FPS p10-p90', 'runs', 'mean ms', 'p50 ms', 'p90 ms',
+                        'p99 ms'], rows,
+                       title=f'batch {batch}; FPS = batch / mean latency, its spread over the '
+                             'runs; latency per batch'))
     record = dict(mode='performance', backend=backend.describe(), environment=environment(),
-                  gpu_clocks=gpu_clocks(), batchsize=batch, warmup=args.warmup,
-                  iterations=args.iterations, tiers=tiers)
+                  gpu_clocks=gpu_clocks(), batchsize=batch, warmup=dataclasses.asdict(warmup),
+                  iterations=dataclasses.asdict(timed), tiers=tiers)
     _write_record(default_record(args, 'performance', backend), record)
     if args.fps_target is not None and tiers['engine']['fps'] < args.fps_target:
-        print(f'FAIL: engine FPS {tiers["engine"]["fps"]:.1f} is below --fps_target '
+        print(f'FAIL: engine FPS {format_fps(tiers["engine"]["fps"])} is below --fps_target '
               f'{args.fps_target}')
         return 1
     return 0

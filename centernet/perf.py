@@ -4,12 +4,15 @@
                   (the reference's definition: compare with its 799.7 FPS here)
     engine+io     host canvas -> device, network, decode, final boxes -> host
     pipeline      real files: decode + canvas in workers, network, decode, in canvas batches
-GPU times come from CUDA events, CPU times from the wall clock.
+GPU times come from CUDA events, CPU times from the wall clock. Warm-up and timing are sized by
+time (`Budget.seconds`: about that long, at least a few runs, so a CPU batch of several seconds
+still gets a spread) or by count (`Budget.count`, what scripts and tests pass).
 """
 
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,6 +20,40 @@ import torch
 from .onnx_export import random_canvases
 
 REFERENCE_SIDE = 672
+TIMED_MINIMUM = 3  # timed runs per tier however slow one is: a spread needs a few
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many runs: exactly `count`, or as many as fit in about `seconds` (at least `minimum`)."""
+
+    count: int = None
+    seconds: float = 0.0
+    minimum: int = 1
+
+    @classmethod
+    def of(cls, value, minimum=1):
+        """An int is a count (the old interface), a Budget is kept."""
+        return value if isinstance(value, Budget) else cls(count=int(value), minimum=minimum)
+
+    def more(self, runs, elapsed):
+        if self.count is not None:
+            return runs < self.count
+        return runs < self.minimum or elapsed < self.seconds
+
+    def describe(self):
+        if self.count is not None:
+            return f'{self.count} run(s)'
+        return f'about {self.seconds:g} s (at least {self.minimum} run(s))'
+
+
+def repeat(fn, budget):
+    """Call `fn` as often as `budget` says (untimed: warm-up)."""
+    start, runs = time.perf_counter(), 0
+    while budget.more(runs, time.perf_counter() - start):
+        fn()
+        runs += 1
+    return runs
 
 
 class Timer:
@@ -27,7 +64,10 @@ class Timer:
         self.times = []
 
     def measure(self, fn, iterations):
-        for _ in range(iterations):
+        """Time `fn` `iterations` times (an int or a Budget)."""
+        budget = Budget.of(iterations)
+        began = time.perf_counter()
+        while budget.more(len(self.times), time.perf_counter() - began):
             if self.cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
@@ -43,19 +83,26 @@ class Timer:
 
 
 def latency_stats(times, batch):
+    """FPS (batch / mean time) with its spread over the runs (FPS of the p90 and p10 latencies):
+    a wide range says the number is noisy."""
     times = np.asarray(times)
     mean = float(times.mean())
-    return dict(batch=batch, iterations=len(times), fps=batch / mean, latency_ms_mean=mean * 1e3,
-                latency_ms_p50=float(np.percentile(times, 50)) * 1e3,
-                latency_ms_p90=float(np.percentile(times, 90)) * 1e3,
-                latency_ms_p99=float(np.percentile(times, 99)) * 1e3)
+    p10, p50, p90, p99 = (float(np.percentile(times, q)) for q in (10, 50, 90, 99))
+    return dict(batch=batch, iterations=len(times), seconds=float(times.sum()), fps=batch / mean,
+                fps_p10=batch / p90, fps_p90=batch / p10, latency_ms_mean=mean * 1e3,
+                latency_ms_p50=p50 * 1e3, latency_ms_p90=p90 * 1e3, latency_ms_p99=p99 * 1e3)
+
+
+def format_fps(value):
+    """Three significant digits, one decimal from 100 up: 0.410, 41.2, 812.3."""
+    return f'{value:.1f}' if value >= 99.95 else f'{value:#.3g}'
+
 
 
 def time_engine(backend, batch, side=REFERENCE_SIDE, warmup=10, iterations=50):
     canvases = backend.upload(torch.from_numpy(random_canvases(batch, side, side)))
     backend.check_batch(batch)
-    for _ in range(warmup):
-        backend.run(canvases)
+    repeat(lambda: backend.run(canvases), Budget.of(warmup))
     backend.synchronize()
     return latency_stats(Timer(backend.device).measure(lambda: backend.run(canvases), iterations),
                          batch)
@@ -70,8 +117,7 @@ def time_engine_io(detector, batch, side=REFERENCE_SIDE, warmup=10, iterations=5
     def step():
         detector(canvases, borders)  # ends with the boxes on the host: a full round trip
 
-    for _ in range(warmup):
-        step()
+    repeat(step, Budget.of(warmup))
     return latency_stats(Timer(torch.device('cpu')).measure(step, iterations), batch)
 
 

@@ -92,17 +92,22 @@ class Detections:
 
 
 def detect_records(detector, records, batch_size, workers=None, skip_bad_images=False,
-                   progress=True, description='detect'):
+                   progress=True, description='detect', estimate=False, read=None):
     """Run `detector` over `records` in canvas-shape batches; returns Detections in record order.
 
     A bad image raises BadImageError (file name + reason) unless `skip_bad_images`, which keeps
-    it as an image without detections and lists it in `Detections.bad`.
+    it as an image without detections and lists it in `Detections.bad`. `estimate` prints the
+    expected run time once a few batches are timed; `read` replaces preprocess.read_image (the
+    picture demo shrinks large photos with it).
     """
     pin = detector.backend.device.type == 'cuda'
-    loader = make_loader(records, detector.canvas, batch_size, workers=workers, pin_memory=pin)
+    loader = make_loader(records, detector.canvas, batch_size, workers=workers, pin_memory=pin,
+                         read=read)
     result = Detections.empty(len(records), detector.spec.topk)
     bar = tqdm(total=len(records), desc=description, unit='img', disable=not progress,
                dynamic_ncols=True)
+    if estimate:
+        bar = RunTimeEstimate(bar, len(records))
     start = time.perf_counter()
     waited_since = start
     in_flight = None  # (batch, HostResults): one batch launched ahead of the one being stored
@@ -127,6 +132,44 @@ def detect_records(detector, records, batch_size, workers=None, skip_bad_images=
         bar.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+class RunTimeEstimate:
+    """Wraps the progress bar: after a few batches, print once how long the whole run will take.
+
+    The first batch is left out of the rate: it carries the start-up (thread pool, first
+    kernels, autotuning)."""
+
+    AFTER_BATCHES = 3
+
+    def __init__(self, bar, total):
+        self.bar, self.total = bar, total
+        self.updates, self.done, self.first = 0, 0, None
+
+    def update(self, count):
+        self.bar.update(count)
+        self.updates += 1
+        self.done += count
+        now = time.perf_counter()
+        if self.first is None:
+            self.first, self.done_at_first = now, self.done
+            return
+        if self.updates == self.AFTER_BATCHES and self.done < self.total:
+            rate = (self.done - self.done_at_first) / max(now - self.first, 1e-9)
+            seconds = (self.total - self.done) / rate
+            tqdm.write(f'estimate: about {format_duration(seconds)} more for the remaining '
+                       f'{self.total - self.done} of {self.total} images at {rate:.1f} img/s')
+
+    def close(self):
+        self.bar.close()
+
+
+def format_duration(seconds):
+    if seconds < 90:
+        return f'{seconds:.0f} s'
+    if seconds < 90 * 60:
+        return f'{seconds / 60:.0f} min'
+    return f'{seconds / 3600:.1f} h'
 
 
 def _store(result, batch, pending, bar):

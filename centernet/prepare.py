@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import UserError
-from .fileio import atomic_path
+from .fileio import atomic_path, move_into_place, write_failure
 
 OPENMMLAB_MIRROR = 'https://download.openmmlab.com'
 COCO_MIRROR = 'http://images.cocodataset.org'
@@ -170,19 +170,25 @@ def stream_to_file(response, part, mode, offset, url):
     total = offset + length if length is not None else None
     received = 0
     problem = None
-    with open(part, mode) as f, tqdm(total=total, initial=offset, unit='B', unit_scale=True,
-                                     unit_divisor=1024, desc=part.name[:-len('.part')]) as bar:
-        while True:
-            try:
-                block = response.read(CHUNK_BYTES)
-            except (http.client.IncompleteRead, OSError) as exc:
-                problem = type(exc).__name__
-                break
-            if not block:
-                break
-            f.write(block)
-            received += len(block)
-            bar.update(len(block))
+    try:
+        with open(part, mode) as f, tqdm(total=total, initial=offset, unit='B', unit_scale=True,
+                                         unit_divisor=1024, desc=part.name[:-len('.part')]) as bar:
+            while True:
+                try:
+                    block = response.read(CHUNK_BYTES)
+                except (http.client.IncompleteRead, OSError) as exc:
+                    problem = type(exc).__name__
+                    break
+                if not block:
+                    break
+                f.write(block)
+                received += len(block)
+                bar.update(len(block))
+    except OSError as exc:  # the disk, not the network: reading is caught above
+        failure = write_failure(part, exc, f'{part.name} is kept: run again to resume')
+        if failure is None:
+            raise
+        raise failure from None
     if problem is None and length is not None and received != length:
         problem = 'connection closed early'
     if problem:
@@ -240,7 +246,7 @@ def fetch(remote, folder, mirror, log, timeout=NETWORK_TIMEOUT_S):
         part.unlink()
         raise UserError(f'{url} sent a file that does not match the recorded one ({problem}): '
                         f'deleted it; run again, or download it manually to {path}')
-    os.replace(part, path)
+    move_into_place(part, path)
     log(f'saved {path} ({describe_verified(remote)})')
     return path
 

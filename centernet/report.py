@@ -1,7 +1,11 @@
 """Terminal tables and run records."""
 
 import platform
+import re
 import sys
+
+# Numbers already formatted by the caller ('0.860', '812.3', a range '790-830'): right-aligned too.
+_FORMATTED_NUMBER = re.compile(r'\d[\d.]*(-\d[\d.]*)?')
 
 
 def format_table(headers, rows, title=None):
@@ -9,8 +13,9 @@ def format_table(headers, rows, title=None):
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
               for i, h in enumerate(headers)]
-    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
-               for i in range(len(headers))]
+    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None
+                   or isinstance(row[i], str) and _FORMATTED_NUMBER.fullmatch(row[i])
+                   for row in rows) for i in range(len(headers))]
 
     def line(values):
         return '  '.join(v.rjust(w) if n else v.ljust(w)

@@ -3,16 +3,30 @@
 Every test here runs a real command-line entry point (export.py / inference.py) the way a user
 would, and checks the exact message. Add a new entry as one more test in the same shape.
 
+Failures of the machine (a full disk, a read-only folder, an I/O error, SIGTERM) get the same
+treatment, and so do the inputs mmdet accepts that the kit must accept too (they must exit 0).
+docs/troubleshooting.md lists every message with what to do.
+
 Catalogue entries tested elsewhere (they need the fake TensorRT module's fixtures):
   engine built by another TensorRT version  test_tensorrt_contract.py::test_backend_refuses_engine_from_another_tensorrt
   engine built for another GPU              test_tensorrt_contract.py::test_backend_refuses_engine_for_another_gpu_architecture
   batch beyond the engine's profile         test_tensorrt_contract.py::test_backend_refuses_shapes_outside_the_profile
   no TensorRT / no GPU                      test_tensorrt_contract.py::test_no_tensorrt_is_a_user_error_naming_alternatives
   download offline / corrupt / cut off      test_prepare.py
+  disk full while unpacking COCO            test_prepare.py::test_unpack_is_all_or_nothing
+  other checkpoint forms mmdet loads        test_checkpoint.py (mmdet 2.x/3.x, bare, module.,
+                                            numpy meta, torch's own load_state_dict as truth)
 """
 
+import errno
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import onnx
 import pytest
@@ -21,7 +35,7 @@ import torch
 import export
 import inference
 from common import run_main
-from conftest import CONFIG
+from conftest import CONFIG, ROOT
 from centernet.fileio import atomic_path, write_json
 from centernet.synthetic import write_coco_dataset
 
@@ -176,6 +190,11 @@ def test_empty_dataset(capsys, tmp_path, onnx_paths, dataset):
     fails_with(capsys, inference.main, _infer(onnx_paths, root), 'lists no images: nothing to evaluate')
 
 
+def test_no_model_given(capsys, dataset):
+    fails_with(capsys, inference.main, ['--datasets', str(dataset)],
+               'no model given: pass --engine MODEL, where MODEL is an ONNX file from export.py')
+
+
 def test_no_dataset_given(capsys, onnx_paths, monkeypatch):
     monkeypatch.delenv('DATASETS_DIR', raising=False)
     fails_with(capsys, inference.main, ['--engine', str(onnx_paths['fp32'])],
@@ -225,13 +244,165 @@ def test_ctrl_c_during_a_write_leaves_the_old_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ['results.json']
 
 
-def test_ctrl_c_exits_130_with_one_line(capsys):
+def test_ctrl_c_is_one_error_line_and_exit_2(capsys):
     def interrupted(argv):
         raise KeyboardInterrupt
+    fails_with(capsys, interrupted, [], 'stopped by Ctrl-C (SIGINT): no partial output was '
+               'written; run the command again to start over')
+
+
+# --- a failing machine --------------------------------------------------------------------------
+
+def _storage_fails(monkeypatch, code):
+    """The disk refuses the data when it is flushed (os.fsync), as a full disk or a failing one
+    does with delayed allocation, NFS or a USB stick."""
+    def fsync(fd):
+        raise OSError(code, os.strerror(code))
+    monkeypatch.setattr(os, 'fsync', fsync)
+
+
+def _no_temporary_files(folder):
+    return [p.name for p in Path(folder).rglob('*.tmp')] == []
+
+
+@pytest.mark.parametrize('which', ['--save_json', '--record'])
+def test_disk_full_on_an_inference_output(capsys, tmp_path, onnx_paths, dataset, monkeypatch,
+                                          which):
+    outputs = {'--save_json': tmp_path / 'det.json', '--record': tmp_path / 'run.json'}
+    argv = _infer(onnx_paths, dataset, '--limit', '1', '--save_json', str(outputs['--save_json']),
+                  '--record', str(outputs['--record']))
+    if which == '--record':  # the detections are written first: let that one through
+        real_fsync, calls = os.fsync, []
+
+        def fsync(fd):
+            calls.append(fd)
+            if len(calls) > 2:  # detections: file + folder
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_fsync(fd)
+        monkeypatch.setattr(os, 'fsync', fsync)
+    else:
+        _storage_fails(monkeypatch, errno.ENOSPC)
+    fails_with(capsys, inference.main, argv, f'cannot write {outputs[which]}: no space left on '
+               'the device: free some space there or write elsewhere (nothing was written there)')
+    assert not outputs[which].exists() and _no_temporary_files(tmp_path)
+
+
+def test_disk_full_on_the_onnx(capsys, tmp_path, checkpoint_path, monkeypatch):
+    out = tmp_path / 'm.onnx'
+    _storage_fails(monkeypatch, errno.ENOSPC)
+    fails_with(capsys, export.main, ['--weight', str(checkpoint_path), '--output', str(out),
+                                     '--static', '1x64x64', '--no-simplify', '--skip-check'],
+               f'cannot write {out}: no space left on the device')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_io_error_on_a_picture(capsys, tmp_path, onnx_paths, dataset, monkeypatch):
+    _storage_fails(monkeypatch, errno.EIO)
+    out = tmp_path / 'pictures'
+    picture = sorted((dataset / 'images' / 'val2017').iterdir())[0]
+    fails_with(capsys, inference.main, ['--engine', str(onnx_paths['fp32']), '--images',
+                                        str(picture), '--out', str(out), '--quiet'],
+               f'cannot write {out / picture.name}: input/output error: the disk may be failing')
+    assert list(out.iterdir()) == []
+
+
+def test_read_only_output_folder(capsys, tmp_path, onnx_paths, dataset, monkeypatch):
+    """A read-only file system (or, for a user who is not root, a folder without write access)."""
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and str(path).startswith(str(tmp_path)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(os, 'open', read_only)
+    out = tmp_path / 'det.json'
+    fails_with(capsys, inference.main, _infer(onnx_paths, dataset, '--limit', '1',
+                                              '--save_json', str(out)),
+               f'cannot write {out}: the file system is read-only: choose a writable folder')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_size_limit_of_the_machine(tmp_path, onnx_paths, dataset):
+    """A real refusal by the kernel, not a simulated one: RLIMIT_FSIZE makes write() fail with
+    EFBIG once the file would pass 1 KiB (SIGXFSZ ignored, as a shell's `ulimit -f` leaves it)."""
+    import resource
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    out = tmp_path / 'det.json'
+    done = subprocess.run([sys.executable, str(ROOT / 'inference.py'), *_infer(
+        onnx_paths, dataset, '--limit', '1', '--save_json', str(out), '--record',
+        str(tmp_path / 'run.json'))], capture_output=True, text=True, preexec_fn=limit_file_size,
+        timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (f'error: cannot write {out}: file too large for this file '
+                                   'system or its limits: write elsewhere (nothing was written '
+                                   'there)')
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('signum, how', [(signal.SIGTERM, 'SIGTERM'),
+                                         (signal.SIGINT, 'Ctrl-C (SIGINT)')])
+def test_signal_during_export_leaves_nothing(tmp_path, checkpoint_path, signum, how):
+    """SIGTERM (a job scheduler, `docker stop`, `kill`) or Ctrl-C while the ONNX is written."""
+    out = tmp_path / 'centernet.onnx'
+    process = subprocess.Popen([sys.executable, str(ROOT / 'export.py'), '--weight',
+                                str(checkpoint_path), '--output', str(out), '--skip-check'],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(tmp_path.glob('.centernet.onnx.*.tmp')):  # the export has begun
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=240)
+    finally:
+        process.kill()
+    assert process.returncode == 2, err
+    assert err.strip().splitlines()[-1] == (f'error: stopped by {how}: no partial output was '
+                                            'written; run the command again to start over')
+    assert 'Traceback' not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_a_performance_run(tmp_path, onnx_paths):
+    """SIGTERM while inference.py is timing: the record is not written, nothing is left."""
+    record = tmp_path / 'perf.json'
+    process = subprocess.Popen([sys.executable, str(ROOT / 'inference.py'), '--engine',
+                                str(onnx_paths['fp32']), '--perf_only', '--batchsize', '1',
+                                '--warmup_seconds', '600', '--record', str(record), '--quiet'],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    try:
+        assert process.stdout.readline().startswith('performance:')  # timing has begun
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=240)
+    finally:
+        process.kill()
+    assert process.returncode == 2, err
+    assert err.strip() == ('error: stopped by SIGTERM: no partial output was written; run the '
+                           'command again to start over')
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- what mmdet accepts, the kit accepts --------------------------------------------------------
+
+@pytest.mark.parametrize('variant', ['1-element', 'missing'])
+def test_num_batches_tracked_of_old_pytorch(capsys, tmp_path, seeded_weights, dataset, variant):
+    """PyTorch 0.4.0 saved BatchNorm's num_batches_tracked as shape (1,), before 0.4.1 there was
+    none; torch's load_state_dict (so mmdet) loads both."""
+    weights = {k: (v.reshape(1) if variant == '1-element' else None) if
+               k.endswith('num_batches_tracked') else v for k, v in seeded_weights.items()}
+    path = tmp_path / 'old.pth'
+    torch.save({'state_dict': {k: v for k, v in weights.items() if v is not None}}, path)
+    picture = sorted((dataset / 'images' / 'val2017').iterdir())[0]
     with pytest.raises(SystemExit) as code:
-        run_main(interrupted, [])
-    assert code.value.code == 130
-    assert capsys.readouterr().err.strip() == 'interrupted: no partial output was written'
+        run_main(inference.main, ['--weight', str(path), '--device', 'cpu', '--images',
+                                  str(picture), '--out', str(tmp_path / 'out'), '--quiet'])
+    assert code.value.code == 0, capsys.readouterr().err
+    assert (tmp_path / 'out' / 'detections.json').is_file()
 
 
 # --- models that are not ours -------------------------------------------------------------------

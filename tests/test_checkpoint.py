@@ -135,3 +135,99 @@ def test_numpy_data_in_meta_is_accepted(tmp_path, spec, seeded_weights, legacy_f
     assert len(classes) == 80
     _, meta = read_checkpoint(path)
     assert meta['seed'] == 42 and meta['hist'].shape == (3,)
+
+
+# --- what torch's own load_state_dict accepts (and so mmdet) ------------------------------------
+
+def _old_pytorch(weights, shape):
+    """num_batches_tracked as 1-element tensors (PyTorch 0.4.0) or any other shape."""
+    return {k: v.reshape(shape) if k.endswith('num_batches_tracked') else v
+            for k, v in weights.items()}
+
+
+STATE_VARIANTS = {
+    'num_batches_tracked-1-element': lambda w: _old_pytorch(w, (1,)),
+    'num_batches_tracked-missing': lambda w: {k: v for k, v in w.items()
+                                              if not k.endswith('num_batches_tracked')},
+    'num_batches_tracked-1x1': lambda w: _old_pytorch(w, (1, 1)),
+    'running_var-1-element-too-few': lambda w: {**w, 'backbone.bn1.running_var':
+                                                w['backbone.bn1.running_var'][:1]},
+}
+
+
+def _torch_loads(spec, state):
+    """The independent truth: a fresh model's own load_state_dict(strict=True), as mmdet's
+    mmengine calls it (a plain dict: no `_metadata`, as in an mmdet checkpoint's state)."""
+    from centernet.model import build_model
+    model = build_model(spec)
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except RuntimeError:
+        return None
+    return model
+
+
+@pytest.mark.parametrize('variant', list(STATE_VARIANTS))
+@pytest.mark.parametrize('prefix', ['', 'module.'])
+def test_accepts_exactly_what_torch_accepts(tmp_path, spec, seeded_weights, variant, prefix):
+    state = STATE_VARIANTS[variant](dict(seeded_weights))
+    truth = _torch_loads(spec, state)
+    path = _save(tmp_path / 'w.pth', {'state_dict': {prefix + k: v for k, v in state.items()}})
+    if truth is None:
+        with pytest.raises(UserError, match='does not fit the model the config describes'):
+            load_model(spec, path)
+        return
+    model, _ = load_model(spec, path)
+    expected = truth.state_dict()
+    assert model.state_dict().keys() == expected.keys()
+    assert all(torch.equal(model.state_dict()[k], expected[k]) for k in expected)
+    _assert_weights_equal(model, seeded_weights)  # and they are the weights that were saved
+
+
+def test_variants_cover_both_verdicts(spec, seeded_weights):
+    """The table above holds cases torch accepts and cases it refuses (the test can fail)."""
+    verdicts = {name: _torch_loads(spec, make(dict(seeded_weights))) is not None
+                for name, make in STATE_VARIANTS.items()}
+    assert verdicts == {'num_batches_tracked-1-element': True, 'num_batches_tracked-missing': True,
+                        'num_batches_tracked-1x1': False, 'running_var-1-element-too-few': False}
+
+
+def test_mmengine_training_checkpoint_loads_without_mmengine(tmp_path, spec, seeded_weights,
+                                                             monkeypatch):
+    """mmdet 3.x's Runner saves epoch_N.pth with optimizer, schedulers and a message hub whose
+    HistoryBuffer objects are mmengine classes; mmdet loads it, so must the kit, running no code
+    of the file. The class is faked at save time (no mmengine here) with mmengine's attributes."""
+    import sys
+    import types
+    import numpy as np
+
+    class HistoryBuffer:  # mmengine/logging/history_buffer.py's state
+        def __init__(self):
+            self.max_length = 1000000
+            self._log_history = np.array([2.5, 2.1, 1.9])
+            self._count_history = np.array([1, 1, 1])
+
+    module_name = 'mmengine.logging.history_buffer'
+    HistoryBuffer.__module__, HistoryBuffer.__qualname__ = module_name, 'HistoryBuffer'
+    fake = types.ModuleType(module_name)
+    fake.HistoryBuffer = HistoryBuffer
+    for name in ('mmengine', 'mmengine.logging'):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, module_name, fake)
+    checkpoint = {
+        'meta': {'epoch': 140, 'iter': 100, 'seed': np.int64(0), 'cfg': 'model = dict(...)',
+                 'dataset_meta': {'classes': tuple(f'c{i}' for i in range(80)),
+                                  'palette': [(220, 20, 60)] * 80}},
+        'state_dict': dict(seeded_weights),
+        'message_hub': {'log_scalars': {'train/loss': HistoryBuffer()},
+                        'runtime_info': {'epoch': 140, 'iter': 100}, 'resumed_keys': {}},
+        'optimizer': {'state': {0: {'momentum_buffer': torch.zeros(3)}},
+                      'param_groups': [{'lr': 0.01, 'momentum': 0.9, 'params': [0]}]},
+        'param_schedulers': [{'last_step': 140, 'base_values': [0.01]}],
+    }
+    path = _save(tmp_path / 'epoch_140.pth', checkpoint)
+    for name in ('mmengine', 'mmengine.logging', module_name):
+        monkeypatch.delitem(sys.modules, name)
+    model, classes = load_model(spec, path)
+    _assert_weights_equal(model, seeded_weights)
+    assert len(classes) == 80

@@ -1,6 +1,7 @@
 """inference.py end to end on a generated COCO-format set: accuracy, batching, backends, perf, demo."""
 
 import json
+from pathlib import Path
 from collections import defaultdict
 
 import numpy as np
@@ -128,3 +129,122 @@ def test_demo_draws_pictures(dataset, onnx_paths, tmp_path):
         assert len(entry['detections']) == 100
         if any(d['score'] >= 0.3 for d in entry['detections']):
             assert np.abs(drawn.astype(int) - original.astype(int)).max() > 100  # boxes drawn
+
+
+def test_demo_fits_a_large_photo_and_maps_boxes_back(onnx_paths, tmp_path):
+    """Analytic: a 2x pixel-replicated copy of a picture, shrunk by exactly 1/2 (INTER_AREA
+    averages 2x2 equal pixels), is the picture itself; its boxes, mapped back, are exactly twice
+    the picture's own."""
+    import cv2
+    from centernet.synthetic import scene
+    small, _ = scene(np.random.default_rng(5), 831, 600, num_objects=6)   # 600 x 831
+    large = cv2.resize(small, (1662, 1200), interpolation=cv2.INTER_NEAREST)
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    cv2.imwrite(str(folder / 'small.png'), small)
+    cv2.imwrite(str(folder / 'large.png'), large)
+    out = tmp_path / 'out'
+    # 832: the largest canvas side, so the largest picture side is 831 -> a scale of exactly 1/2
+    assert run_cli(['--engine', str(onnx_paths['fp32']), '--images', str(folder), '--out',
+                    str(out), '--max_side', '832', '--workers', '0']) == 0
+    entries = {Path(e['file']).stem: e for e in json.loads((out / 'detections.json').read_text())}
+    assert entries['small']['scale_xy'] == [1.0, 1.0]
+    assert entries['large']['scale_xy'] == [0.5, 0.5]
+    assert entries['large']['size_hw'] == [1200, 1662]
+    assert entries['large']['network_size_hw'] == [600, 831]
+    assert cv2.imread(entries['large']['annotated']).shape == large.shape  # drawn on the original
+    small_boxes = np.array([d['bbox_xyxy'] for d in entries['small']['detections']])
+    large_boxes = np.array([d['bbox_xyxy'] for d in entries['large']['detections']])
+    np.testing.assert_allclose(large_boxes, 2 * small_boxes, rtol=0, atol=1e-3)
+    assert [d['score'] for d in entries['large']['detections']] == \
+        [d['score'] for d in entries['small']['detections']]
+
+
+def test_demo_leaves_pictures_the_model_can_take_alone(spec):
+    from centernet.demo import PictureFit
+    fit = PictureFit(spec, (672, 672))
+    assert fit.size(640, 480) == (640, 480)            # canvas 672 x 512: fits
+    assert fit.size(3000, 4000) == (503, 671)          # canvas 512 x 672
+    assert spec.canvas_side(671) == 672 and spec.canvas_side(672) == 704
+
+
+def test_higher_scores_are_drawn_on_top():
+    from centernet.demo import colour_for, draw_detections
+    image = np.zeros((120, 160, 3), np.uint8)
+    box = np.array([[20, 60, 120, 110]] * 2, np.float32)   # same place: captions overlap
+    classes = ['low', 'high']
+    for order in ([0, 1], [1, 0]):
+        scores = np.array([0.4, 0.9], np.float32)[order]
+        labels = np.array([0, 1])[order]
+        drawn = draw_detections(image, box, scores, labels, classes, 0.3)
+        assert tuple(int(v) for v in drawn[62, 21]) == colour_for(1)  # the 0.9 box's frame
+
+
+def test_help_shows_defaults_and_real_switches(capsys):
+    with pytest.raises(SystemExit) as code:
+        inference.parse_args(['--help'])
+    assert code.value.code == 0
+    text = capsys.readouterr().out
+    assert 'images per batch (default: 32)' in text
+    assert '[--perf_only]' in text and 'PERF_ONLY' not in text and 'QUIET' not in text
+    assert '.pth/.pt (mmdet checkpoint' in text
+
+
+@pytest.mark.parametrize('argv, expected', [
+    (['--perf_only'], True), (['--perf_only', 'True'], True), (['--perf_only', 'false'], False),
+    (['--perf_only=yes'], True), (['--perf_only', 'False', '--quiet'], False), ([], False),
+])
+def test_switches_take_the_reference_spelling(argv, expected):
+    assert inference.parse_args(argv).perf_only is expected
+
+
+def test_switch_with_a_bad_value_is_refused(capsys):
+    with pytest.raises(SystemExit) as code:
+        inference.parse_args(['--perf_only=maybe'])
+    assert code.value.code == 2
+    assert 'ignored explicit argument' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('ap, code, shown', [(0.2546, 1, '0.2546'), (0.25496, 0, '0.2550'),
+                                             (0.255, 0, '0.2550')])
+def test_ap_is_compared_as_printed(dataset, onnx_paths, tmp_path, monkeypatch, capsys,
+                                   ap, code, shown):
+    """The table and the --acc_target verdict use the same 4-decimal AP."""
+    import centernet.evaluate as evaluate
+    real = evaluate.evaluate_coco
+
+    def with_ap(*args, **kwargs):
+        return {**real(*args, **kwargs), 'mAP': ap}
+    monkeypatch.setattr(evaluate, 'evaluate_coco', with_ap)
+    capsys.readouterr()
+    assert run_cli(['--engine', str(onnx_paths['fp32']), '--datasets', str(dataset), '--limit',
+                    '1', '--workers', '0', '--record', str(tmp_path / 'r.json'),
+                    '--acc_target', '0.255']) == code
+    out = capsys.readouterr().out
+    table_row = out.split('IOU@0.5:0.95')[1].splitlines()[2]
+    assert table_row.split()[-1] == shown
+    assert (f'FAIL: AP {shown} is below --acc_target 0.255' in out) == (code == 1)
+
+
+def test_accuracy_run_estimates_its_run_time(dataset, onnx_paths, tmp_path, capsys):
+    capsys.readouterr()
+    assert run_cli(['--engine', str(onnx_paths['fp32']), '--datasets', str(dataset),
+                    '--batchsize', '1', '--limit', '5', '--workers', '0',
+                    '--record', str(tmp_path / 'r.json')]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('estimate')]
+    assert len(lines) == 1
+    assert lines[0].startswith('estimate: about ') and \
+        'more for the remaining 2 of 5 images at ' in lines[0], lines
+
+
+def test_perf_sized_by_time_has_a_spread(onnx_paths, tmp_path, capsys):
+    record = tmp_path / 'perf.json'
+    assert run_cli(['--engine', str(onnx_paths['fp32']), '--batchsize', '1', '--perf_only',
+                    '--warmup_seconds', '0', '--seconds', '0.01', '--record', str(record)]) == 0
+    saved = json.loads(record.read_text())
+    for tier in saved['tiers'].values():
+        assert tier['iterations'] >= 3                       # a few runs however short the time
+        assert tier['fps_p10'] <= tier['fps_p90']
+    assert saved['iterations'] == {'count': None, 'seconds': 0.01, 'minimum': 3}
+    out = capsys.readouterr().out
+    assert 'FPS p10-p90' in out and 'about 0.01 s (at least 3 run(s))' in out

@@ -300,6 +300,44 @@ def test_cut_off_download_is_a_clear_error_and_resumes_next_time(tmp_path, serve
     assert checkpoint_path(tmp_path).read_bytes() == CHECKPOINT_BYTES
 
 
+def test_disk_full_during_a_download_keeps_the_part_for_resuming(tmp_path, server, monkeypatch):
+    import builtins
+    import errno
+
+    class FullDisk:
+        """A .part file on a disk that fills up after 10000 bytes."""
+
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, block):
+            if self.file.tell() + len(block) > 10000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.file.write(block)
+
+    def open_on_a_full_disk(path, mode='r', *args, **kwargs):
+        file = builtins.open(path, mode, *args, **kwargs)
+        return FullDisk(file) if str(path).endswith('.part') else file
+
+    monkeypatch.setattr(p, 'open', open_on_a_full_disk, raising=False)
+    with pytest.raises(UserError) as error:
+        run_prepare(tmp_path, server.url, '--only', 'checkpoint')
+    part = checkpoint_path(tmp_path).with_name(CHECKPOINT_NAME + '.part')
+    assert str(error.value) == (f'cannot write {part}: no space left on the device: free some '
+                                f'space there or write elsewhere ({part.name} is kept: run again '
+                                'to resume)')
+    assert part.is_file() and not checkpoint_path(tmp_path).exists()
+    monkeypatch.undo()
+    run_prepare(tmp_path, server.url, '--only', 'checkpoint')
+    assert checkpoint_path(tmp_path).read_bytes() == CHECKPOINT_BYTES
+
+
 def test_missing_file_on_the_server_names_the_url(tmp_path, server):
     del server.files[CHECKPOINT_URL_PATH]
     with pytest.raises(UserError, match=r'ckpt/fake_centernet_r18-[0-9a-f]{8}\.pth answered '

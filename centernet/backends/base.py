@@ -44,6 +44,10 @@ class Backend(ABC):
                             f'{self.max_batch}: lower --batchsize or rebuild the engine with a '
                             'larger --max_batch')
 
+    def largest_canvas(self):
+        """The largest canvas (height, width) the model runs, or None when it has no limit."""
+        return None
+
     def synchronize(self):
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)

@@ -33,6 +33,9 @@ class OrtBackend(Backend):
         self.max_batch = shape[0] if isinstance(shape[0], int) else None
         self.static_hw = tuple(shape[1:3]) if all(isinstance(s, int) for s in shape[1:3]) else None
 
+    def largest_canvas(self):
+        return self.static_hw
+
     def upload(self, canvases):
         return canvases  # ONNX Runtime reads host memory
 

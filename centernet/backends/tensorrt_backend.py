@@ -256,6 +256,9 @@ class TrtBackend(Backend):
                             f'{eb.SIDE_MULTIPLE} for sides) --force')
         return shape
 
+    def largest_canvas(self):
+        return self.limits.max_height, self.limits.max_width
+
     def check_batch(self, batch):
         super().check_batch(batch)
         if batch < self.limits.min_batch:
