@@ -4,9 +4,11 @@
     python3 build_engine.py --model centernet.onnx --engine centernet_fp16.engine --precision fp16
 
 FP16 builds the mixed-precision FP16 ONNX (made next to the FP32 one when given that); there is no
-FP16 builder flag, on TensorRT 10 or 11. Next to the engine goes `<engine>.json`: TensorRT
-version, GPU, precision, profile and ONNX sha256, which --if-stale compares to rebuild only when one
-of them changed, and the model spec the TensorRT backend reads.
+FP16 builder flag, on TensorRT 10 or 11. The new engine is then self-checked against ONNX Runtime
+CPU on the FP32 ONNX (centernet.engine_check); one that fails is not installed (exit 2). Next to
+the engine goes `<engine>.json`: TensorRT version, GPU, precision, profile, ONNX sha256 and the
+self-check's result, which --if-stale compares to rebuild only when one of them changed (or the
+check did not pass), and the model spec the TensorRT backend reads.
 """
 
 import dataclasses
@@ -34,11 +36,22 @@ def parse_args(argv):
     parser.add_argument('--timing_cache', metavar='PATH',
                         help='kernel timing cache, reused across builds and saved back after '
                              'each (default: tensorrt_timing.cache next to the engine)')
+    check = parser.add_argument_group('self-check: after the build, the engine is run on check '
+                                      'scenes (the profile\'s extremes included) and judged '
+                                      'against ONNX Runtime CPU on the FP32 ONNX by the precision '
+                                      'gate; a failing engine is kept as <name>.rejected<suffix>')
+    check.add_argument('--reference_onnx', metavar='FP32.onnx',
+                       help='the FP32 ONNX to check against (default: --model when it is the '
+                            'FP32 one, else the FP32 ONNX beside it: centernet_fp16.onnx -> '
+                            'centernet.onnx)')
+    check.add_argument('--skip-check', '--skip_check', dest='skip_check', action='store_true',
+                       help='no self-check (the sidecar says "skipped"; --if-stale then accepts '
+                            'an engine without a passed check)')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--force', action='store_true', help='rebuild even if the engine exists')
     mode.add_argument('--if-stale', '--if_stale', dest='if_stale', action='store_true',
                       help='build only when the engine is missing or stale (other TensorRT, GPU, '
-                           'precision, profile or ONNX), and say why')
+                           'precision, profile or ONNX, or no passed self-check), and say why')
     mode.add_argument('--check', action='store_true',
                       help='only say whether the engine is current; exit 0 if so, 1 if stale')
     return parser.parse_args(argv)

@@ -15,6 +15,7 @@ spelling works too).
 import os
 
 from common import DEFAULT_CONFIG, ArgumentParser, run_main
+from centernet.evaluate import DEFAULT_EVALUATOR, EVALUATORS
 
 
 def parse_args(argv):
@@ -59,6 +60,8 @@ def parse_args(argv):
 
     out = parser.add_argument_group('results')
     out.add_argument('--save_json', help='write all detections in COCO results format')
+    out.add_argument('--evaluator', choices=EVALUATORS, default=DEFAULT_EVALUATOR,
+                     help='COCO evaluation: faster-coco-eval (default) or pycocotools (reference)')
     out.add_argument('--record', help='run record JSON (default results/<mode>_<backend>_bs<B>.json)')
     out.add_argument('--acc_target', type=float, help='exit 1 when AP@[.5:.95] is below this')
     out.add_argument('--fps_target', type=float,

@@ -7,7 +7,8 @@ The data path, one module per step:
     model.py       canvas batch -> heatmap, wh, offset (normalisation inside the network)
     backends/      the model behind one interface: torch, ONNX Runtime, TensorRT
     decode.py      heads -> 100 boxes per image (mmdet's CenterNetHead decode), in torch
-    evaluate.py    detections -> COCO results JSON -> pycocotools AP
+    evaluate.py    detections -> COCO results records -> COCO AP (faster-coco-eval or pycocotools)
+    timing.py      where an accuracy run's wall time goes (stage table + run record)
 """
 
 __version__ = '1.0.0'

@@ -7,30 +7,37 @@ onnx_export.convert_fp16 writes). TensorRT 11 removed the weak-typing builder fl
 the STRONGLY_TYPED creation flag. BuilderFlag.FP16 is never used, so both versions build the same
 graph with the same precisions.
 
-The sidecar `<engine>.json` records what the engine was built from and for: TensorRT version, GPU,
-compute capability, precision, optimisation profile, ONNX sha256, and the model spec and classes.
-`engine_is_current` compares it with the installed TensorRT, the GPU and the request, so that the
-shell scripts rebuild only when something changed; the TensorRT backend reads the spec from it, so
-it needs no ONNX at run time.
+Before an engine reaches its final path it is self-checked against ONNX Runtime CPU on the FP32
+ONNX (engine_check); one that fails is kept beside as <name>.rejected<suffix>. The sidecar
+`<engine>.json` records what the engine was built from and for: TensorRT version, GPU, compute
+capability, precision, optimisation profile (engine_profile), ONNX sha256, the model spec and
+classes, and the self-check's result. `engine_is_current` compares it with the installed
+TensorRT, the GPU and the request (and wants a passed check), so that the shell scripts rebuild
+only when something changed; the TensorRT backend reads the spec from it, so it needs no ONNX at
+run time. The TensorRT-side helpers (logger, progress bars, timing cache) are in engine_parts.
 """
 
 import dataclasses
 import datetime
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import engine_check
+from . import engine_parts as parts
 from . import onnx_export as ox
 from .checkpoint import sha256_of
 from .errors import UserError
+from .engine_profile import (SIDE_MULTIPLE, FixedShape, Profile, profile_from_dict,  # noqa: F401
+                             resolve_profile)
 from .fileio import atomic_path, write_json
 
 PRECISIONS = ('fp16', 'fp32', 'int8')
 PRECISION_KEY = 'centernet.precision'
 SIDECAR_FORMAT = 'centernet-tensorrt-sidecar/1'
-SIDE_MULTIPLE = 32  # the ONNX contract: canvas H and W are multiples of 32
 GIB = 2 ** 30
 
 ALTERNATIVES = ('or run without TensorRT: the ONNX Runtime backend (inference.py --engine '
@@ -116,51 +123,6 @@ def current_gpu():
     return GpuInfo(torch.cuda.get_device_name(index), f'{major}.{minor}')
 
 
-# --- the optimisation profile -------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Profile:
-    """The canvas shapes the engine accepts: batch and side (H and W alike) ranges, with the
-    shape TensorRT tunes its kernels for (opt)."""
-
-    min_batch: int = 1
-    opt_batch: int = 32
-    max_batch: int = 32
-    min_side: int = 32
-    opt_side: int = 672
-    max_side: int = 672
-
-    def validate(self):
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise UserError(f'batch profile {self.min_batch}/{self.opt_batch}/{self.max_batch} '
-                            'must satisfy 1 <= --min_batch <= --opt_batch <= --max_batch')
-        if not SIDE_MULTIPLE <= self.min_side <= self.opt_side <= self.max_side:
-            raise UserError(f'side profile {self.min_side}/{self.opt_side}/{self.max_side} must '
-                            f'satisfy {SIDE_MULTIPLE} <= --min_side <= --opt_side <= --max_side')
-        odd = [s for s in (self.min_side, self.opt_side, self.max_side) if s % SIDE_MULTIPLE]
-        if odd:
-            raise UserError(f'--min_side/--opt_side/--max_side must be multiples of '
-                            f'{SIDE_MULTIPLE} (canvas sides are); got {odd[0]}')
-        return self
-
-    def canvas_shapes(self):
-        """(min, opt, max) shapes of the `canvas` input, (B, H, W, 3) as the ONNX declares it."""
-        return tuple((batch, side, side, 3) for batch, side in (
-            (self.min_batch, self.min_side), (self.opt_batch, self.opt_side),
-            (self.max_batch, self.max_side)))
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, fields):
-        return cls(**{f.name: int(fields[f.name]) for f in dataclasses.fields(cls)})
-
-    def describe(self):
-        return (f'batch {self.min_batch}..{self.max_batch} (opt {self.opt_batch}), '
-                f'sides {self.min_side}..{self.max_side} (opt {self.opt_side})')
-
-
 # --- the ONNX to build from ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -169,6 +131,7 @@ class OnnxSource:
 
     given: Path
     given_sha256: str
+    given_precision: str
     parsed: Path
     precision: str
     spec: object
@@ -200,49 +163,11 @@ def prepare_onnx(onnx_path, precision, log=print):
             '(onnx_export.convert_fp16) and building from that')
         ox.convert_fp16(onnx_path, parsed, log=log)
         spec, classes, meta = ox.read_metadata(parsed)
-    return OnnxSource(onnx_path, sha256_of(onnx_path), parsed, precision, spec, tuple(classes),
-                      dict(meta))
+    return OnnxSource(onnx_path, sha256_of(onnx_path), onnx_precision, parsed, precision, spec,
+                      tuple(classes), dict(meta))
 
 
 # --- the build ----------------------------------------------------------------------------------
-
-class TimingCacheFile:
-    """TensorRT's kernel timings, kept on disk so that the next build skips most of the timing.
-
-    The cache is only valid for one TensorRT version and GPU; TensorRT refuses a foreign one
-    (set_timing_cache(..., ignore_mismatch=False) returns False) and the build starts a fresh one.
-    """
-
-    def __init__(self, path, log=print):
-        self.path = Path(path)
-        self.log = log
-
-    def attach(self, config):
-        """Load the file (if any) into a timing cache, attach it to `config`, return the cache."""
-        blob = self.path.read_bytes() if self.path.is_file() else b''
-        cache = self._create(config, blob)
-        if cache is not None and config.set_timing_cache(cache, False):
-            if blob:
-                self.log(f'timing cache: reusing {self.path}')
-            return cache
-        self.log(f'timing cache: {self.path} is from another TensorRT version or GPU; '
-                 'starting a fresh one')
-        cache = self._create(config, b'')
-        config.set_timing_cache(cache, False)
-        return cache
-
-    def _create(self, config, blob):
-        try:
-            return config.create_timing_cache(blob)
-        except (RuntimeError, TypeError, ValueError):  # a corrupt file: treat as foreign
-            return None
-
-    def save(self, cache):
-        """Write the cache back, with the timings this build added (atomically)."""
-        with atomic_path(self.path) as tmp:
-            with open(tmp, 'wb') as f:
-                f.write(cache.serialize())
-
 
 def describe_parser_error(error):
     """One line per ONNX parser error: where (node name and operator when TensorRT says), what."""
@@ -260,43 +185,6 @@ def describe_parser_error(error):
     return f'{where}: {getattr(code, "name", code)}: {description}'
 
 
-def make_build_progress(trt):
-    """A trt.IProgressMonitor (TensorRT >= 10.0) that shows the builder's phases as tqdm bars,
-    nested phases below their parent; the caller keeps it alive until the build returns."""
-    import threading
-
-    from tqdm import tqdm
-
-    class BuildProgress(trt.IProgressMonitor):
-        def __init__(self):
-            trt.IProgressMonitor.__init__(self)  # pybind11 base: must be initialised explicitly
-            self.bars = {}
-            self.lock = threading.Lock()  # TensorRT may report from its own threads
-
-        def phase_start(self, phase_name, parent_phase, num_steps):
-            with self.lock:
-                parent = self.bars.get(parent_phase) if parent_phase else None
-                depth = parent.pos + 1 if parent is not None else 0
-                self.bars[phase_name] = tqdm(total=num_steps, desc='  ' * depth + phase_name,
-                                             position=depth, leave=depth == 0, unit='step',
-                                             dynamic_ncols=True)
-
-        def step_complete(self, phase_name, step):
-            with self.lock:
-                bar = self.bars.get(phase_name)
-                if bar is not None:
-                    bar.update(step + 1 - bar.n)
-            return True  # False would cancel the build
-
-        def phase_finish(self, phase_name):
-            with self.lock:
-                bar = self.bars.pop(phase_name, None)
-                if bar is not None:
-                    bar.close()
-
-    return BuildProgress()
-
-
 def _optional_call(obj, name):
     method = getattr(obj, name, None)
     return method() if callable(method) else None
@@ -309,7 +197,7 @@ class EngineBuilder:
         self.trt = trt
         self.workspace_bytes = int(workspace_bytes)
         self.log = log
-        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.logger = parts.make_logger(trt)  # prints TensorRT's warnings, keeps its errors
 
     def build(self, onnx_path, profile, timing_cache):
         trt = self.trt
@@ -322,22 +210,45 @@ class EngineBuilder:
 
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace_bytes)
-        optimization_profile = builder.create_optimization_profile()
-        optimization_profile.set_shape(ox.INPUT_NAME, *profile.canvas_shapes())
-        config.add_optimization_profile(optimization_profile)
+        # TF32 is on by default (BuilderFlag::kTF32 in NvInfer.h: "Allow ... computations on
+        # tensors of type DataType::kFLOAT to use TF32 ... Enabled by default"), and strong
+        # typing does not turn it off: TensorRT 11 builds every network strongly typed and still
+        # has the flag. TF32 rounds the inputs of convolutions to a 10-bit mantissa, so an fp32
+        # engine could not match the FP32 ONNX at FP32 tolerance, and in the fp16 engine the
+        # three 1x1 head convolutions that the FP16 ONNX keeps FP32 on purpose (their scores
+        # and box sizes; onnx_export.fp32_islands) would lose what FP32 was kept for.
+        config.clear_flag(trt.BuilderFlag.TF32)
+        config.add_optimization_profile(self._profile(builder, profile, onnx_path))
         cache = timing_cache.attach(config)
         # A build takes minutes: show TensorRT's phases. `monitor` is held until this returns:
         # TensorRT needs it for the whole build.
-        monitor = make_build_progress(trt)
+        monitor = parts.make_build_progress(trt)
         config.progress_monitor = monitor
 
+        self.logger.take_errors()  # what went before (a foreign timing cache) is not the build
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
-            raise UserError(f'TensorRT could not build an engine from {onnx_path} (its log above '
-                            'says why): a larger --workspace or a smaller --max_batch/--max_side '
-                            'often helps')
-        timing_cache.save(cache)
+            errors = self.logger.take_errors()
+            said = (f'{len(errors)} error(s) logged (above), the last: {errors[-1]}' if errors
+                    else 'TensorRT logged no error')
+            raise UserError(f'TensorRT could not build an engine from {onnx_path} '
+                            f'({profile.describe()}): {said}')
+        timing_cache.save(config, cache)
         return serialized
+
+    def _profile(self, builder, profile, onnx_path):
+        optimization_profile = builder.create_optimization_profile()
+        shapes = profile.canvas_shapes()
+        try:
+            optimization_profile.set_shape(ox.INPUT_NAME, *shapes)
+        except (RuntimeError, TypeError, ValueError) as exc:  # pybind11: RuntimeError
+            errors = self.logger.take_errors()
+            reason = errors[-1] if errors else ' '.join(str(exc).split()) or type(exc).__name__
+            raise UserError(f'TensorRT refused the optimisation profile min/opt/max '
+                            f'{" / ".join("x".join(map(str, s)) for s in shapes)} for '
+                            f'{onnx_path}: {reason}. Check --min/opt/max_batch and _side '
+                            '(1 <= batch, sides multiples of 32, min <= opt <= max)') from None
+        return optimization_profile
 
     def _raise_parse_errors(self, parser, onnx_path):
         errors = [describe_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -353,9 +264,18 @@ def sidecar_path(engine_path):
     return engine_path.with_name(engine_path.name + '.json')
 
 
+def sibling_engine(engine_path, tag):
+    """m.engine -> m.<tag>.engine: where an engine waits for its self-check, or is kept when it
+    fails it."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(f'{engine_path.stem}.{tag}{engine_path.suffix}')
+
+
 def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), workspace_gib=4.0,
-                 timing_cache_path=None, log=print):
-    """Build `engine_path` (and its sidecar) from `onnx_path`; return the sidecar record."""
+                 timing_cache_path=None, check=True, reference_onnx=None, log=print):
+    """Build `engine_path` (and its sidecar) from `onnx_path`, self-check it (engine_check)
+    unless `check` is False; return the sidecar record. A failed self-check is a UserError, the
+    engine kept beside as <name>.rejected<suffix>, and `engine_path` left as it was."""
     trt = import_tensorrt()
     gpu = current_gpu()
     profile.validate()
@@ -366,6 +286,9 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
         raise UserError(f'output folder {engine_path.parent} does not exist: create it or choose '
                         'another --engine path')
     source = prepare_onnx(onnx_path, precision, log)
+    profile = resolve_profile(source.parsed, profile, log)
+    reference = (engine_check.find_reference_onnx(source.given, source.given_precision,
+                                                  reference_onnx) if check else None)
     cache_path = Path(timing_cache_path) if timing_cache_path else default_timing_cache(engine_path)
 
     log(f'building {engine_path} from {source.parsed}: {precision}, strongly typed, '
@@ -373,24 +296,18 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
         f'{gpu.name} (sm {gpu.compute_capability}); this takes minutes')
     start = time.perf_counter()
     serialized = EngineBuilder(trt, workspace_gib * GIB, log).build(
-        source.parsed, profile, TimingCacheFile(cache_path, log))
+        source.parsed, profile, parts.TimingCacheFile(cache_path, log))
     seconds = time.perf_counter() - start
-
-    # An old sidecar must never describe the new engine: drop it before the engine is replaced.
-    sidecar = sidecar_path(engine_path)
-    sidecar.unlink(missing_ok=True)
-    with atomic_path(engine_path) as tmp:
-        with open(tmp, 'wb') as f:
-            f.write(serialized)
     record = dict(
         format=SIDECAR_FORMAT,
         engine=engine_path.name,
-        engine_sha256=sha256_of(engine_path),
+        engine_sha256=None,  # set when written
         tensorrt=str(trt.__version__),
         gpu=gpu.name,
         compute_capability=gpu.compute_capability,
         precision=precision,
         strongly_typed=True,
+        tf32=False,
         profile=profile.to_dict(),
         canvas_shapes=dict(zip(('min', 'opt', 'max'), profile.canvas_shapes())),
         workspace_gib=workspace_gib,
@@ -405,10 +322,65 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
         build_seconds=round(seconds, 1),
         built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
     )
-    write_json(sidecar, record, indent=1)
+    if not check:
+        record['self_check'] = dict(status='skipped', reason='--skip-check')
+    elif reference is None:
+        record['self_check'] = dict(
+            status='unchecked', reason=f'no FP32 ONNX next to {source.given} (the FP16 ONNX '
+                                       'is named after it: centernet.onnx -> centernet_fp16.onnx)')
+        log(f'warning: the engine is not self-checked: {record["self_check"]["reason"]}; pass '
+            '--reference_onnx FP32.onnx to check it')
+    else:
+        record['self_check'] = _checked(serialized, engine_path, record, reference, profile,
+                                        source.spec, log)
+    _write_engine(serialized, engine_path, record)
     log(f'wrote {engine_path} ({engine_path.stat().st_size / 2**20:.1f} MiB) in {seconds:.0f} s, '
-        f'and {sidecar}')
+        f'and {sidecar_path(engine_path)} (self-check: {record["self_check"]["status"]})')
     return record
+
+
+def _write_engine(serialized, path, record):
+    """The engine and its sidecar at `path`, each atomically; the sidecar goes first."""
+    sidecar_path(path).unlink(missing_ok=True)  # an old sidecar never describes a new engine
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(memoryview(serialized))
+            f.flush()
+            os.fsync(f.fileno())
+    record['engine'], record['engine_sha256'] = Path(path).name, sha256_of(path)
+    write_json(sidecar_path(path), record, indent=1)
+
+
+def _remove_engine(path):
+    for leftover in (path, sidecar_path(path)):
+        leftover.unlink(missing_ok=True)
+
+
+def _checked(serialized, engine_path, record, reference, profile, spec, log):
+    """Self-check the engine at a staging name beside `engine_path`; its `self_check` record
+    when it passes. When it fails: the engine moved to <name>.rejected<suffix>, a UserError."""
+    staging = sibling_engine(engine_path, 'unchecked')
+    _write_engine(serialized, staging, dict(record, self_check=dict(status='running')))
+    try:
+        result = engine_check.run_self_check(staging, reference, profile, record['precision'],
+                                             spec, log)
+    except BaseException:  # the check could not run (a bad reference, Ctrl-C): no engine left
+        _remove_engine(staging)
+        raise
+    if result['status'] == 'passed':
+        _remove_engine(staging)
+        return result
+    rejected = sibling_engine(engine_path, 'rejected')
+    _remove_engine(rejected)
+    _write_engine(serialized, rejected, dict(record, self_check=result))
+    _remove_engine(staging)
+    kept = (f'{engine_path} is unchanged' if engine_path.exists()
+            else f'nothing was written to {engine_path}')
+    raise UserError(f'the engine self-check failed: {result["failures"][0]} '
+                    f'({len(result["failures"])} failure(s), table above). The new engine is kept '
+                    f'beside as {rejected} (and {sidecar_path(rejected).name}) for a bug report; '
+                    f'{kept}. Run on ONNX Runtime meanwhile (inference.py --engine {reference}), '
+                    'or rebuild with --skip-check to use this engine anyway')
 
 
 def default_timing_cache(engine_path):
@@ -441,10 +413,11 @@ def _short(digest):
 
 
 def staleness_reasons(record, installed_version, gpu, precision, profile, onnx_sha256,
-                      engine_sha256):
-    """What differs between the sidecar and what a build now would produce; [] when nothing."""
+                      engine_sha256, require_check=True):
+    """What differs between the sidecar and what a build now would produce; [] when nothing.
+    With `require_check`, an engine without a passed self-check is stale too."""
     try:
-        built_profile = Profile.from_dict(record['profile']).describe()
+        built_profile = profile_from_dict(record['profile']).describe()
     except (KeyError, TypeError, ValueError):
         built_profile = None
     checks = (
@@ -457,11 +430,16 @@ def staleness_reasons(record, installed_version, gpu, precision, profile, onnx_s
         ('engine sha256 (the engine file changed after the build)',
          _short(record.get('engine_sha256')), _short(engine_sha256)),
     )
-    return [f'{label}: built with {built}, now {now}' for label, built, now in checks
-            if built != now]
+    reasons = [f'{label}: built with {built}, now {now}' for label, built, now in checks
+               if built != now]
+    status = (record.get('self_check') or {}).get('status')
+    if require_check and status != 'passed':
+        reasons.append(f'self-check: {status or "none recorded"}, not passed (--skip-check '
+                       'accepts an engine without one)')
+    return reasons
 
 
-def engine_is_current(engine_path, onnx_path, precision, profile):
+def engine_is_current(engine_path, onnx_path, precision, profile, require_check=True):
     """(True, why) when `engine_path` was built by the installed TensorRT, for this GPU, with this
     precision and profile, from this ONNX; else (False, the reasons). UserError when TensorRT or a
     GPU is missing or the ONNX does not exist (no build could happen)."""
@@ -470,6 +448,7 @@ def engine_is_current(engine_path, onnx_path, precision, profile):
     gpu = current_gpu()
     if not Path(onnx_path).is_file():
         raise UserError(f'{onnx_path} not found: make it with export.py (see README)')
+    profile = resolve_profile(onnx_path, profile, log=lambda *args: None)
     if not engine_path.is_file():
         return False, f'{engine_path} does not exist'
     try:
@@ -477,7 +456,7 @@ def engine_is_current(engine_path, onnx_path, precision, profile):
     except UserError:
         return False, f'its sidecar {sidecar_path(engine_path)} is missing or not ours'
     reasons = staleness_reasons(record, trt.__version__, gpu, precision, profile,
-                                sha256_of(onnx_path), sha256_of(engine_path))
+                                sha256_of(onnx_path), sha256_of(engine_path), require_check)
     if reasons:
         return False, '; '.join(reasons)
     return True, (f'built by TensorRT {record["tensorrt"]} for {record["gpu"]} (sm '
@@ -497,7 +476,8 @@ def run_cli(args, log=print):
     profile = profile_from_args(args)
     engine = Path(args.engine)
     if args.check or args.if_stale:
-        current, reason = engine_is_current(engine, args.model, args.precision, profile)
+        current, reason = engine_is_current(engine, args.model, args.precision, profile,
+                                            require_check=not args.skip_check)
         if args.check:
             log(f'{engine}: {"current" if current else "stale"}: {reason}')
             return 0 if current else 1
@@ -509,5 +489,5 @@ def run_cli(args, log=print):
         raise UserError(f'{engine} exists: pass --if-stale to rebuild it only when it is out of '
                         'date, or --force to rebuild it anyway')
     build_engine(args.model, engine, args.precision, profile, args.workspace, args.timing_cache,
-                 log=log)
+                 check=not args.skip_check, reference_onnx=args.reference_onnx, log=log)
     return 0

@@ -1,7 +1,6 @@
 """inference.py's work: open the backend, then accuracy, performance or pictures."""
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
@@ -63,37 +62,45 @@ def _write_record(path, record):
 
 def run_accuracy(detector, args):
     from .dataset import CocoImageSet
-    from .evaluate import SUMMARY_TABLE, evaluate_coco, to_coco_results
+    from .evaluate import SUMMARY_TABLE, make_evaluator, to_coco_results
+    from .timing import StageTimer
     if not args.datasets:
         raise UserError('no dataset: pass --datasets DIR or set DATASETS_DIR (see README, '
                         '"Preparation")')
     backend = detector.backend
-    images = CocoImageSet(args.datasets, backend.classes)
-    records = images.records[:args.limit] if args.limit else images.records
+    timer = StageTimer()
+    with timer.stage('annotations'):  # the file is read once; the evaluator indexes that copy
+        images = CocoImageSet(args.datasets, backend.classes)
+        records = images.records[:args.limit] if args.limit else images.records
+        ids = np.array([r.image_id for r in records])
+        evaluator = make_evaluator(args.evaluator, images.coco, images.cat_ids,
+                                   img_ids=ids.tolist() if args.limit else None)
     print(f'{len(records)} images from {images.ann_file}; backend {backend.name} '
           f'({backend.describe().get("precision", "")}), batch {args.batchsize}')
     detections = detect_records(detector, records, args.batchsize, workers=args.workers,
                                 skip_bad_images=args.skip_bad_images, progress=not args.quiet,
-                                estimate=True)
+                                estimate=True, timer=timer)
     done = detections.done
-    ids = np.array([r.image_id for r in records])
-    results = to_coco_results(ids[done], detections.boxes[done], detections.scores[done],
-                              detections.labels[done], images.cat_ids)
-    if args.save_json:
-        write_json(args.save_json, results)
+    with timer.stage('results'):
+        results = to_coco_results(ids[done], detections.boxes[done], detections.scores[done],
+                                  detections.labels[done], images.cat_ids)
+    if args.save_json:  # before evaluating: loadRes adds fields to the records
+        with timer.stage('save_json'):
+            write_json(args.save_json, results)
         print(f'detections: {args.save_json} ({len(results)} boxes)')
-    start = time.perf_counter()
-    metrics = evaluate_coco(images.coco, results, images.cat_ids,
-                            img_ids=ids.tolist() if args.limit else None)
-    eval_seconds = time.perf_counter() - start
+    with timer.stage('evaluation'):
+        metrics = evaluator.evaluate(results, verbose=True)
+    eval_seconds = timer.seconds['evaluation']
+    timer.stop()
     shown = {key: round(value, AP_DECIMALS) for key, value in metrics.items()}
     print(format_table([name for name, _ in SUMMARY_TABLE],
                        [[shown[key] for _, key in SUMMARY_TABLE]],
-                       title='COCO bbox (pycocotools, mmdet CocoMetric settings)'))
+                       title=f'COCO bbox ({evaluator.library}, mmdet CocoMetric settings)'))
     print(format_table(['IOU@0.5', 'IOU@0.5:0.95'], [[shown['mAP_50'], shown['mAP']]]))
     images_per_second = len(records) / detections.seconds
     print(f'{len(records)} images in {detections.seconds:.1f} s ({images_per_second:.1f} img/s '
           f'end to end; loader wait {detections.wait_seconds:.1f} s); eval {eval_seconds:.1f} s')
+    print(timer.table())
     if detections.bad:
         print(f'{len(detections.bad)} unreadable image(s) counted as without detections:')
         for bad in detections.bad:
@@ -102,6 +109,8 @@ def run_accuracy(detector, args):
                   dataset=str(images.ann_file), images=len(records), batchsize=args.batchsize,
                   metrics=metrics, seconds=detections.seconds, images_per_second=images_per_second,
                   loader_wait_seconds=detections.wait_seconds, eval_seconds=eval_seconds,
+                  evaluator=evaluator.library, eval_steps=evaluator.times,
+                  times=timer.to_dict(),
                   canvas_shapes={f'{h}x{w}': n for (h, w), n in sorted(detections.shapes.items())},
                   bad_images=[dict(path=b.path, reason=b.reason) for b in detections.bad])
     _write_record(default_record(args, 'accuracy', backend), record)

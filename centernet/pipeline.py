@@ -3,6 +3,7 @@
     loader (workers: file -> canvas)  ->  backend.infer (network)  ->  decode_heads  ->  arrays
 """
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from .dataset import make_loader
 from .decode import decode_heads
 from .preprocess import BadImageError, CenterCanvas
+from .timing import StageTimer
 
 
 class Detector:
@@ -34,17 +36,26 @@ class Detector:
         return boxes, scores, labels
 
     @torch.inference_mode()
-    def launch(self, canvases, borders):
+    def launch(self, canvases, borders, timer=None):
         """Queue network + decode for a batch; returns a HostResults to `wait()` on later.
 
         On a GPU nothing here blocks the host: the caller can launch the next batch (whose
-        upload then overlaps this one's compute) before waiting for this one.
+        upload then overlaps this one's compute) before waiting for this one. `timer`
+        (timing.StageTimer) gets the host seconds of each part.
         """
-        return HostResults(self.decode(self.heads(canvases), borders))
+        stage = timer.stage if timer is not None else _untimed
+        with stage('network'):
+            heads = self.heads(canvases)
+        with stage('decode'):
+            return HostResults(self.decode(heads, borders))
 
     def __call__(self, canvases, borders):
         """(boxes, scores, labels) as numpy arrays, for one batch."""
         return self.launch(canvases, borders).wait()
+
+
+def _untimed(stage):
+    return contextlib.nullcontext()
 
 
 class HostResults:
@@ -92,14 +103,16 @@ class Detections:
 
 
 def detect_records(detector, records, batch_size, workers=None, skip_bad_images=False,
-                   progress=True, description='detect', estimate=False, read=None):
+                   progress=True, description='detect', estimate=False, read=None, timer=None):
     """Run `detector` over `records` in canvas-shape batches; returns Detections in record order.
 
     A bad image raises BadImageError (file name + reason) unless `skip_bad_images`, which keeps
     it as an image without detections and lists it in `Detections.bad`. `estimate` prints the
     expected run time once a few batches are timed; `read` replaces preprocess.read_image (the
-    picture demo shrinks large photos with it).
+    picture demo shrinks large photos with it). `timer` (timing.StageTimer) gets loader wait,
+    network, decode and device-wait seconds.
     """
+    timer = timer if timer is not None else StageTimer()
     pin = detector.backend.device.type == 'cuda'
     loader = make_loader(records, detector.canvas, batch_size, workers=workers, pin_memory=pin,
                          read=read)
@@ -113,7 +126,9 @@ def detect_records(detector, records, batch_size, workers=None, skip_bad_images=
     in_flight = None  # (batch, HostResults): one batch launched ahead of the one being stored
     try:
         for loaded in loader:
-            result.wait_seconds += time.perf_counter() - waited_since
+            waited = time.perf_counter() - waited_since
+            result.wait_seconds += waited
+            timer.add('loader_wait', waited)
             for bad in loaded.bad:
                 if not skip_bad_images:
                     raise BadImageError(bad.path, bad.reason + ' (use --skip_bad_images to count '
@@ -121,13 +136,13 @@ def detect_records(detector, records, batch_size, workers=None, skip_bad_images=
                 result.bad.append(bad)
                 bar.update(1)
             for batch in loaded.batches:
-                launched = (batch, detector.launch(batch.canvases, batch.borders))
+                launched = (batch, detector.launch(batch.canvases, batch.borders, timer))
                 if in_flight is not None:
-                    _store(result, *in_flight, bar)
+                    _store(result, *in_flight, bar, timer)
                 in_flight = launched
             waited_since = time.perf_counter()
         if in_flight is not None:
-            _store(result, *in_flight, bar)
+            _store(result, *in_flight, bar, timer)
     finally:
         bar.close()
     result.seconds = time.perf_counter() - start
@@ -172,8 +187,9 @@ def format_duration(seconds):
     return f'{seconds / 3600:.1f} h'
 
 
-def _store(result, batch, pending, bar):
-    boxes, scores, labels = pending.wait()
+def _store(result, batch, pending, bar, timer):
+    with timer.stage('device_wait'):
+        boxes, scores, labels = pending.wait()
     index = np.asarray(batch.indices)
     result.boxes[index], result.scores[index], result.labels[index] = boxes, scores, labels
     result.done[index] = True

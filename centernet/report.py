@@ -43,7 +43,7 @@ def environment():
     import torch
     env = dict(python=sys.version.split()[0], platform=platform.platform(),
                torch=torch.__version__, numpy=numpy.__version__)
-    for module in ('onnx', 'onnxruntime', 'cv2', 'pycocotools', 'tensorrt'):
+    for module in ('onnx', 'onnxruntime', 'cv2', 'pycocotools', 'faster_coco_eval', 'tensorrt'):
         try:
             env[module] = __import__(module).__version__
         except (ImportError, AttributeError):

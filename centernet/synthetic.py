@@ -121,3 +121,65 @@ def write_coco_dataset(root, sizes, seed=0, image_folder='images/val2017',
     ann_file.write_text(json.dumps({'images': images, 'annotations': annotations,
                                     'categories': coco_categories()}))
     return ann_file
+
+
+def evaluation_set(num_images, dets_per_image=100, seed=0, crowd_fraction=0.01,
+                   empty_fraction=0.01, undetected_fraction=0.01, categories_without_gt=3,
+                   score_levels=256):
+    """A COCO-shaped evaluation problem without pictures, val2017-like at num_images=5000.
+
+    Returns (ground truth dict, image_ids (N,), boxes (N, K, 4) float32 xyxy, scores (N, K)
+    float32, labels (N, K) int64, done (N,) bool): the arrays inference produces. Exercises
+    what evaluation must get right: crowd boxes, images without ground truth, images without
+    detections (done=False), categories that are detected but never in the ground truth, and
+    ties in scores (scores are quantised to `score_levels` values). About 7.5 objects per image;
+    detections are jittered copies of the ground truth plus false positives of every size.
+    """
+    rng = np.random.default_rng(seed)
+    cat_ids = np.asarray(COCO_CATEGORY_IDS)
+    gt_labels = np.arange(len(cat_ids) - categories_without_gt)  # the last few never in GT
+    sizes = np.asarray(COCO_LIKE_SIZES)[rng.integers(0, len(COCO_LIKE_SIZES), num_images)]
+    image_ids = 1 + (np.arange(num_images) * 7919) % 1000003
+    images, annotations = [], []
+    boxes = np.zeros((num_images, dets_per_image, 4), np.float32)
+    scores = np.zeros((num_images, dets_per_image), np.float32)
+    labels = np.zeros((num_images, dets_per_image), np.int64)
+    for row, (image_id, (width, height)) in enumerate(zip(image_ids.tolist(), sizes.tolist())):
+        images.append({'id': image_id, 'file_name': f'{image_id:012d}.jpg', 'width': width,
+                       'height': height})
+        count = 0 if rng.random() < empty_fraction else int(rng.poisson(7.5))
+        # Log-uniform sizes from a few pixels to most of the image: small, medium and large.
+        w = np.exp(rng.uniform(np.log(4), np.log(width * 0.9), count))
+        h = np.clip(w * np.exp(rng.normal(0, 0.5, count)), 3, height * 0.95)
+        x = rng.uniform(0, width - w)
+        y = rng.uniform(0, height - h)
+        gt = np.stack([x, y, w, h], 1).round(2)
+        gt_label = rng.choice(gt_labels, count)
+        crowd = rng.random(count) < crowd_fraction
+        for (bx, by, bw, bh), label, is_crowd in zip(gt.tolist(), gt_label.tolist(),
+                                                     crowd.tolist()):
+            annotations.append({'id': len(annotations) + 1, 'image_id': image_id,
+                                'category_id': int(cat_ids[label]), 'bbox': [bx, by, bw, bh],
+                                'area': bw * bh, 'iscrowd': int(is_crowd)})
+        hits = min(count * 3, dets_per_image)  # up to 3 jittered detections per object
+        source = rng.integers(0, max(count, 1), hits)
+        jitter = rng.normal(0, 0.08, (hits, 4)) * np.repeat(gt[source][:, 2:], 2, 1) \
+            if count else np.zeros((0, 4))
+        true_boxes = gt[source] + jitter if count else np.zeros((0, 4))
+        true_labels = np.where(rng.random(hits) < 0.85, gt_label[source] if count else 0,
+                               rng.integers(0, len(cat_ids), hits))
+        misses = dets_per_image - hits
+        fw = np.exp(rng.uniform(np.log(2), np.log(width), misses))
+        fh = np.exp(rng.uniform(np.log(2), np.log(height), misses))
+        false_boxes = np.stack([rng.uniform(0, width - fw * 0.5), rng.uniform(0, height - fh * 0.5),
+                                fw, fh], 1)
+        xywh = np.concatenate([true_boxes, false_boxes])
+        boxes[row] = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+        labels[row] = np.concatenate([true_labels, rng.integers(0, len(cat_ids), misses)])
+        score = np.concatenate([rng.uniform(0.3, 1.0, hits), rng.uniform(0.0, 0.6, misses)])
+        order = np.argsort(-score, kind='stable')  # inference gives descending scores
+        boxes[row], labels[row] = boxes[row][order], labels[row][order]
+        scores[row] = np.floor(score[order] * score_levels) / score_levels
+    done = rng.random(num_images) >= undetected_fraction
+    gt = {'images': images, 'annotations': annotations, 'categories': coco_categories()}
+    return gt, image_ids, boxes, scores, labels, done

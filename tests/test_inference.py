@@ -13,6 +13,7 @@ from conftest import CONFIG
 from matching import assert_same_detections
 
 from centernet.synthetic import COCO_LIKE_SIZES, write_coco_dataset
+from centernet.timing import STAGES
 
 
 @pytest.fixture(scope='module')
@@ -59,6 +60,33 @@ def test_accuracy_run_writes_all_detections_and_record(onnx_batch1, dataset):
     assert record['images'] == len(ann['images']) and record['backend']['backend'] == 'onnxruntime'
     assert set(record['metrics']) >= {'mAP', 'mAP_50', 'AR@100'}
     assert len(record['canvas_shapes']) >= 4
+
+
+def test_accuracy_record_breaks_the_wall_time_down(onnx_batch1):
+    record = onnx_batch1[1]
+    times = record['times']
+    stages = {name for name, _ in STAGES}
+    assert set(times) == stages | {'other', 'total'}
+    assert all(times[name] >= 0 for name in times)
+    assert times['network'] > 0 and times['annotations'] > 0 and times['evaluation'] > 0
+    assert sum(times[name] for name in stages) <= times['total'] + 1e-9
+    assert abs(sum(times[name] for name in stages) + times['other'] - times['total']) < 1e-9
+    assert times['evaluation'] == record['eval_seconds']
+    assert times['loader_wait'] == record['loader_wait_seconds']
+    assert record['evaluator'] == 'faster-coco-eval'
+    assert sum(record['eval_steps'].values()) <= record['eval_seconds']
+
+
+def test_evaluators_give_the_same_metrics_through_the_cli(dataset, onnx_paths, tmp_path):
+    metrics = {}
+    for name in ('pycocotools', 'faster'):
+        record = tmp_path / f'{name}.json'
+        assert run_cli(['--engine', str(onnx_paths['fp32']), '--datasets', str(dataset),
+                        '--limit', '3', '--workers', '0', '--evaluator', name,
+                        '--record', str(record)]) == 0
+        metrics[name] = json.loads(record.read_text())
+    assert metrics['pycocotools']['evaluator'] == 'pycocotools'
+    assert metrics['pycocotools']['metrics'] == metrics['faster']['metrics']
 
 
 @pytest.mark.parametrize('extra', [['--batchsize', '32', '--workers', '2'],
@@ -210,12 +238,12 @@ def test_switch_with_a_bad_value_is_refused(capsys):
 def test_ap_is_compared_as_printed(dataset, onnx_paths, tmp_path, monkeypatch, capsys,
                                    ap, code, shown):
     """The table and the --acc_target verdict use the same 4-decimal AP."""
-    import centernet.evaluate as evaluate
-    real = evaluate.evaluate_coco
+    from centernet.evaluate import CocoEvaluator  # both evaluators' evaluate()
+    real = CocoEvaluator.evaluate
 
     def with_ap(*args, **kwargs):
         return {**real(*args, **kwargs), 'mAP': ap}
-    monkeypatch.setattr(evaluate, 'evaluate_coco', with_ap)
+    monkeypatch.setattr(CocoEvaluator, 'evaluate', with_ap)
     capsys.readouterr()
     assert run_cli(['--engine', str(onnx_paths['fp32']), '--datasets', str(dataset), '--limit',
                     '1', '--workers', '0', '--record', str(tmp_path / 'r.json'),

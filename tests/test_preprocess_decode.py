@@ -2,8 +2,8 @@
 
 The analytic end-to-end case renders perfect heads from ground-truth boxes (a peak of 1.0 at the
 box centre's stride-4 cell, exact wh and sub-cell offset, all shifted by the canvas border),
-decodes them and evaluates them with pycocotools: AP must be 1.0. Moving the border by one pixel
-must make it drop, so the test can fail.
+decodes them and evaluates them (the default evaluator, checked against pycocotools below): AP
+must be 1.0. Moving the border by one pixel must make it drop, so the test can fail.
 """
 
 import json

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from centernet import engine_build as eb
+from centernet import engine_parts as parts
 from centernet import onnx_export as ox
 from centernet.backends.tensorrt_backend import TrtBackend
 from centernet.config import CenterNetSpec, load_spec
@@ -109,8 +110,9 @@ def quiet(*args, **kwargs):
     pass
 
 
-def build(onnx, engine, precision='fp16', profile=PROFILE, **kwargs):
-    return eb.build_engine(onnx, engine, precision, profile, log=quiet, **kwargs)
+def build(onnx, engine, precision='fp16', profile=PROFILE, check=False, **kwargs):
+    """build_engine without its self-check (tests/test_engine_self_check.py tests that)."""
+    return eb.build_engine(onnx, engine, precision, profile, check=check, log=quiet, **kwargs)
 
 
 def copy_onnx(src, folder):
@@ -172,7 +174,8 @@ def test_fp16_from_fp32_onnx_converts_next_to_it_and_says_so(trt, gpu, onnx_file
     and parsed; the sidecar keeps the sha256 of the ONNX the user named."""
     fp32 = copy_onnx(onnx_files['fp32'], tmp_path)
     said = []
-    record = eb.build_engine(fp32, tmp_path / 'm.engine', 'fp16', PROFILE, log=said.append)
+    record = eb.build_engine(fp32, tmp_path / 'm.engine', 'fp16', PROFILE, check=False,
+                             log=said.append)
     made = tmp_path / 'centernet_fp16.onnx'
     assert made.is_file()
     assert ox.read_metadata(made)[2]['centernet.precision'] == 'fp16'
@@ -219,16 +222,61 @@ def test_sidecar_records_what_the_engine_was_built_from_and_for(trt, gpu, onnx_f
     assert record['onnx_metadata'] == meta
 
 
+def cache_keys(path):
+    return set(json.loads(path.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])['keys'])
+
+
 def test_timing_cache_is_reused_and_saved_back(trt, gpu, onnx_files, tmp_path):
     """Contract: first build starts an empty cache and writes it next to the engine; the second
     build hands those bytes to create_timing_cache and saves the grown cache back."""
     cache_file = tmp_path / 'tensorrt_timing.cache'
     build(onnx_files['fp16'], tmp_path / 'a.engine')
     first = cache_file.read_bytes()
-    build(onnx_files['fp16'], tmp_path / 'b.engine', precision='fp16')
-    assert trt.calls.timing_cache_blobs == [b'', first]
+    assert len(cache_keys(cache_file)) == 1
+    build(onnx_files['fp16'], tmp_path / 'b.engine', profile=eb.Profile(max_batch=8, opt_batch=8))
+    assert trt.calls.timing_cache_blobs[:2] == [b'', first]
     assert trt.calls.timing_cache_attached == [(True, False), (True, False)]
-    assert json.loads(cache_file.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])['entries'] == 20
+    assert len(cache_keys(cache_file)) == 2  # the first build's timings and the second's
+
+
+def test_timing_cache_save_keeps_what_another_build_saved_meanwhile(trt, tmp_path):
+    """Contract (NVIDIA's updateTimingCacheFile): the save combines this build's timings into
+    the file as it is at save time, so two builds sharing the file lose nothing."""
+    path = tmp_path / 'shared.cache'
+    ours, theirs = trt.ITimingCache({'ours'}), trt.ITimingCache({'theirs'})
+    config = trt.Builder(trt.Logger()).create_builder_config()
+    parts.TimingCacheFile(path, quiet).save(config, theirs)  # another build, finished first
+    parts.TimingCacheFile(path, quiet).save(config, ours)
+    assert cache_keys(path) == {'ours', 'theirs'}
+
+
+def test_timing_cache_is_written_under_an_exclusive_lock_and_renamed(trt, tmp_path,
+                                                                     monkeypatch):
+    """Contract: the file is read, combined and replaced (os.replace of a temp file) while an
+    exclusive flock on `<cache>.lock` is held, and the lock is released afterwards."""
+    import fcntl
+    import os
+    events = []
+    real_flock, real_replace = fcntl.flock, os.replace
+
+    def flock(fd, operation):
+        events.append(('flock', os.readlink(f'/proc/self/fd/{fd}'), operation))
+        return real_flock(fd, operation)
+
+    def replace(src, dst):
+        events.append(('replace', str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fcntl, 'flock', flock)
+    monkeypatch.setattr(os, 'replace', replace)
+    path = tmp_path / 'shared.cache'
+    config = trt.Builder(trt.Logger()).create_builder_config()
+    parts.TimingCacheFile(path, quiet).save(config, trt.ITimingCache({'k'}))
+    lock = str(tmp_path / 'shared.cache.lock')
+    assert events == [('flock', lock, fcntl.LOCK_EX), ('replace', str(path)),
+                      ('flock', lock, fcntl.LOCK_UN)]
+    assert cache_keys(path) == {'k'}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['shared.cache', 'shared.cache.lock']
 
 
 def test_build_shows_tensorrt_phases_as_progress_bars(trt, gpu, onnx_files, tmp_path, capsys):
@@ -243,21 +291,156 @@ def test_build_shows_tensorrt_phases_as_progress_bars(trt, gpu, onnx_files, tmp_
     assert '  Tactic timing:' in err
 
 
+def test_progress_bars_nest_at_any_depth(trt, gpu, onnx_files, tmp_path, monkeypatch):
+    """Contract: a phase's bar sits one line below its parent's, at every depth (the fake
+    reports three levels). Regression: `parent.pos + 1` put the third level on line 0, since
+    tqdm keeps a fixed position as its negative."""
+    import tqdm as tqdm_module
+    positions = {}
+
+    class Recording(tqdm_module.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            positions.setdefault(kwargs['desc'].strip(), set()).add(kwargs['position'])
+
+    monkeypatch.setattr(tqdm_module, 'tqdm', Recording)
+    build(onnx_files['fp16'], tmp_path / 'm.engine')
+    assert positions == {'Building engine': {0}, 'Tactic timing': {1}, 'Layer timing': {2}}
+    [monitor] = trt.calls.progress_monitors
+    assert monitor.bars == {} and monitor.depths == {}
+
+
+def test_progress_display_errors_cannot_cancel_the_build(trt, gpu, onnx_files, tmp_path,
+                                                         monkeypatch, capsys):
+    """Contract: an exception in the progress display (here: tqdm itself) never leaves the
+    monitor's methods, so TensorRT's trampoline does not cancel the build; one warning says so.
+    The fake cancels, as the binding does, when step_complete raises."""
+    import tqdm as tqdm_module
+
+    class Broken(tqdm_module.tqdm):
+        def update(self, n=1):
+            raise OSError('terminal gone')
+
+    monkeypatch.setattr(tqdm_module, 'tqdm', Broken)
+    record = build(onnx_files['fp16'], tmp_path / 'm.engine')
+    assert (tmp_path / 'm.engine').is_file() and record['engine_sha256']
+    err = capsys.readouterr().err
+    assert err.count('warning: the build progress display failed (OSError: terminal gone)') == 1
+    assert 'cancelled' not in err
+
+
+@pytest.mark.parametrize('version', [TRT10, TRT11])
+@pytest.mark.parametrize('precision', ['fp16', 'fp32'])
+def test_tf32_is_cleared_for_every_engine(install_trt, gpu, onnx_files, tmp_path, version,
+                                          precision):
+    """Contract: TF32 (on by default) is cleared for fp32 engines and for the FP32 islands of
+    the fp16 engine, on 10.x and 11.x; the sidecar says so."""
+    trt = install_trt(version)
+    record = build(onnx_files[precision], tmp_path / 'm.engine', precision=precision)
+    assert trt.calls.builder_flags_cleared == [trt.BuilderFlag.TF32]
+    assert fake_tensorrt.read_engine(tmp_path / 'm.engine')['tf32'] is False
+    assert record['tf32'] is False
+
+
+def test_failed_build_shows_the_errors_tensorrt_logged(trt, gpu, onnx_files, tmp_path, capsys):
+    trt.fail_build = True
+    trt.build_errors = ['Error Code 2: Internal Error (no tactic for /backbone/conv1)',
+                        'Error Code 10: Internal Error (could not find any implementation)']
+    with pytest.raises(UserError) as error:
+        build(onnx_files['fp16'], tmp_path / 'm.engine')
+    message = str(error.value)
+    assert '2 error(s) logged' in message and 'could not find any implementation' in message
+    assert '--workspace' not in message  # no guess
+    err = capsys.readouterr().err
+    assert '[TensorRT ERROR] Error Code 2: Internal Error (no tactic' in err
+    assert not (tmp_path / 'm.engine').exists()
+
+
+def test_set_shape_runtime_error_is_explained(trt, onnx_files):
+    """Contract: IOptimizationProfile.set_shape raises RuntimeError (pybind11's
+    PY_ASSERT_RUNTIME_ERROR) on inconsistent shapes: one UserError naming the shapes."""
+    builder = eb.EngineBuilder(trt, 2**30, log=quiet)
+    unchecked = eb.Profile(min_batch=4, opt_batch=2)  # validate() would refuse it first
+    with pytest.raises(UserError, match=r'refused the optimisation profile min/opt/max '
+                                        r'4x32x32x3 / 2x672x672x3 / 32x672x672x3.*inconsistent'):
+        builder._profile(trt.Builder(builder.logger), unchecked, onnx_files['fp16'])
+
+
+@pytest.fixture(scope='module')
+def static_onnx(tmp_path_factory):
+    """An FP32 ONNX exported with a fixed shape (export.py --static 2x96x128)."""
+    folder = tmp_path_factory.mktemp('trt_static')
+    model = build_model(load_spec(CONFIG))
+    model.load_state_dict(seeded_state_dict(model, seed=0), strict=True)
+    return Path(ox.export_fp32(model, folder / 'static.onnx', static_shape=(2, 96, 128),
+                               simplify=False, classes=[f'c{i}' for i in range(80)],
+                               log=quiet))
+
+
+def test_static_onnx_gets_a_profile_at_exactly_its_shape(trt, gpu, static_onnx, tmp_path):
+    """Contract: a static ONNX's canvas is fixed; TensorRT takes fixed dimensions only with
+    min = opt = max (the fake fails the build otherwise, as TensorRT does), so the profile is
+    exactly its shape, the flags are said not to apply, and --if-stale compares the same."""
+    engine = tmp_path / 'm.engine'
+    said = []
+    record = eb.build_engine(static_onnx, engine, 'fp32', PROFILE, check=False,
+                             log=said.append)
+    assert trt.calls.profile_shapes == [('canvas', (2, 96, 128, 3), (2, 96, 128, 3),
+                                         (2, 96, 128, 3))]
+    assert record['profile'] == {'batch': 2, 'height': 96, 'width': 128}
+    assert not any('do not apply' in line for line in said)  # the default profile: no note
+    eb.build_engine(static_onnx, engine, 'fp32', eb.Profile(max_batch=8, opt_batch=8),
+                    check=False, log=said.append)
+    assert any('fixed input shape' in line and 'do not apply' in line for line in said)
+    current, reason = eb.engine_is_current(engine, static_onnx, 'fp32', PROFILE,
+                                           require_check=False)
+    assert current and 'fixed shape 2x96x128' in reason
+    backend = open_backend(engine)
+    assert (backend.limits.min_batch, backend.limits.max_batch) == (2, 2)
+
+
+def test_profile_against_a_fixed_dimension_fails_the_fake_build_like_tensorrt(
+        trt, gpu, static_onnx, tmp_path, monkeypatch):
+    """The fake itself: without the fixed-shape profile the build fails with TensorRT's kind of
+    error, so the test above would catch a regression."""
+    monkeypatch.setattr(eb, 'resolve_profile', lambda onnx, profile, log=None: profile)
+    with pytest.raises(UserError, match='could not build.*dimension 0 is fixed at 2'):
+        build(static_onnx, tmp_path / 'm.engine', precision='fp32')
+
+
 def test_timing_cache_from_another_tensorrt_starts_fresh(install_trt, gpu, onnx_files, tmp_path):
+    """Contract: TensorRT refuses another version's cache in create_timing_cache (None, an error
+    logged); the build starts a fresh cache and replaces the file."""
     cache_file = tmp_path / 'my.cache'
     install_trt(TRT10)
     build(onnx_files['fp16'], tmp_path / 'a.engine', timing_cache_path=cache_file)
     trt11 = install_trt(TRT11)
     build(onnx_files['fp16'], tmp_path / 'b.engine', timing_cache_path=cache_file)
-    assert trt11.calls.timing_cache_attached == [(False, False), (True, False)]
+    assert trt11.calls.timing_cache_blobs[1] == b''  # the foreign one failed, a fresh one made
+    assert trt11.calls.timing_cache_attached == [(True, False)]
     assert json.loads(cache_file.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])['version'] == TRT11
+
+
+def test_timing_cache_from_another_gpu_starts_fresh(trt, gpu, onnx_files, tmp_path):
+    """Contract: set_timing_cache(cache, ignore_mismatch=False) returns False for a cache timed
+    on a device with other properties; the build attaches a fresh one instead."""
+    cache_file = tmp_path / 'my.cache'
+    build(onnx_files['fp16'], tmp_path / 'a.engine', timing_cache_path=cache_file)
+    trt.device_name = 'another fake GPU'
+    said = []
+    eb.build_engine(onnx_files['fp16'], tmp_path / 'b.engine', 'fp16', PROFILE,
+                    timing_cache_path=cache_file, check=False, log=said.append)
+    assert trt.calls.timing_cache_attached == [(True, False), (False, False), (True, False)]
+    assert any('another GPU' in line for line in said)
+    stored = json.loads(cache_file.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])
+    assert stored['device'] == 'another fake GPU'
 
 
 def test_parser_errors_are_all_printed_and_raised(trt, gpu, onnx_files, tmp_path, capsys):
     trt.parser_errors = [
-        fake_tensorrt.FakeParserError('UNSUPPORTED_NODE', 'no importer for op Foo', 3,
+        fake_tensorrt.ParserError('UNSUPPORTED_NODE', 'no importer for op Foo', 3,
                                       '/head/Foo', 'Foo'),
-        fake_tensorrt.FakeParserError('INVALID_GRAPH', 'dangling tensor x', -1)]
+        fake_tensorrt.ParserError('INVALID_GRAPH', 'dangling tensor x', -1)]
     with pytest.raises(UserError) as error:
         build(onnx_files['fp16'], tmp_path / 'm.engine')
     message = str(error.value)
@@ -330,12 +513,16 @@ def test_engine_is_current_and_every_staleness_reason(install_trt, gpu, onnx_fil
     current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE)
     assert not current and 'does not exist' in reason
 
-    build(onnx, engine)
-    current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE)
+    build(onnx, engine)  # without its self-check: current only when none is required
+    current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE, require_check=False)
     assert current and TRT10 in reason
+    current, reason = eb.engine_is_current(engine, onnx, 'fp16', PROFILE)
+    assert not current and reason == ('self-check: skipped, not passed (--skip-check accepts '
+                                      'an engine without one)')
 
     def stale(precision='fp16', profile=PROFILE):
-        current, reason = eb.engine_is_current(engine, onnx, precision, profile)
+        current, reason = eb.engine_is_current(engine, onnx, precision, profile,
+                                               require_check=False)
         assert not current
         return reason
 
@@ -351,8 +538,10 @@ def test_engine_is_current_and_every_staleness_reason(install_trt, gpu, onnx_fil
     install_trt(TRT11)
     assert f'TensorRT version: built with {TRT10}, now {TRT11}' in stale()
     install_trt(TRT10)
-    with open(onnx, 'ab') as f:
-        f.write(b'\0')  # a changed ONNX (its bytes are all that is compared)
+    import onnx as onnx_lib
+    changed = onnx_lib.load(str(onnx))
+    changed.doc_string = 'changed'  # a changed ONNX (its bytes are all that is compared)
+    onnx_lib.save(changed, str(onnx))
     assert 'ONNX sha256' in stale()
     (tmp_path / 'm.engine.json').unlink()
     assert 'sidecar' in stale()
@@ -364,7 +553,7 @@ def test_cli_if_stale_builds_once_then_says_current(trt, gpu, onnx_files, tmp_pa
     import build_engine
     engine = tmp_path / 'm.engine'
     argv = ['--model', str(onnx_files['fp16']), '--engine', str(engine), '--max_batch', '8',
-            '--opt_batch', '8', '--workspace', '1', '--if-stale']
+            '--opt_batch', '8', '--workspace', '1', '--skip-check', '--if-stale']
     assert build_engine.main(argv) == 0
     assert trt.calls.builds == 1
     assert 'is stale' in capsys.readouterr().out
@@ -500,7 +689,8 @@ def rewrite_engine(engine, edit):
 
 def test_backend_deserialize_failure_is_a_user_error(engine):
     rewrite_engine(engine, lambda d: d.update(tensorrt='10.0.0'))  # fake refuses other versions
-    with pytest.raises(UserError, match='could not deserialize'):
+    with pytest.raises(UserError, match='could not deserialize.*TensorRT said: fake: the engine '
+                                        'was built by TensorRT 10.0.0'):
         open_backend(engine)
 
 
@@ -521,3 +711,25 @@ def test_backend_refuses_cpu_canvases_given_straight_to_run_on_gpu(engine):
     backend.device = torch.device('cuda')  # as on a GPU: a CPU tensor must go through upload()
     with pytest.raises(UserError, match='pass them through backend.upload'):
         backend.run(torch.zeros((1, 64, 64, 3), dtype=torch.uint8))
+
+
+def test_backend_checks_set_tensor_address(engine, trt):
+    """Contract: set_tensor_address returns a bool; False (TensorRT did not take the pointer)
+    is a UserError before anything runs, not a run on stale buffers."""
+    backend = open_backend(engine)
+    trt.refused_addresses = {'wh'}
+    with pytest.raises(UserError, match="refused the memory of tensor 'wh'"):
+        backend.infer(torch.zeros((1, 64, 64, 3), dtype=torch.uint8))
+    assert trt.calls.executions == []
+
+
+def test_backend_refuses_canvases_on_another_gpu(engine):
+    """Contract: the device index counts, not only its type: canvases on cuda:1 never reach an
+    engine on cuda:0 (a tensor-like stand-in: there is no CUDA here)."""
+    import types
+    backend = open_backend(engine)
+    backend.device = torch.device('cuda', 0)
+    on_gpu1 = types.SimpleNamespace(dtype=torch.uint8, ndim=4, shape=(1, 64, 64, 3),
+                                    device=torch.device('cuda', 1))
+    with pytest.raises(UserError, match='canvases are on cuda:1, the engine runs on cuda:0'):
+        backend.run(on_gpu1)

@@ -6,16 +6,18 @@
 1. Makes (in a temp folder) a seeded checkpoint unless --weight is given, its FP32 and FP16 ONNX,
    and --images generated pictures of COCO-like sizes.
 2. Detections with ONNX Runtime on the CPU (FP32): the reference.
-3. The same pictures through torch CUDA FP32 (TF32 off), torch CUDA FP16 (channels_last, CUDA
-   graphs), the same with torch.compile and, when `tensorrt` imports, a TensorRT FP16 engine
-   built by build_engine: the share of the reference's detections each one reproduces (label
-   equal, box and score within tolerance).
+3. The same pictures through torch CUDA FP32 (TF32 off for that row only), torch CUDA FP16
+   (channels_last, CUDA graphs), the same with torch.compile and, when `tensorrt` imports,
+   TensorRT FP32 (built without TF32) and FP16 engines built by build_engine (which self-checks
+   each against ONNX Runtime CPU first): the share of the reference's detections each one
+   reproduces (label equal, box and score within tolerance).
 4. The three performance tiers (inference.py --perf_only) for each GPU backend at --batchsize,
    with the model's 45.1 GFLOP/image (672x672) turned into achieved TFLOP/s.
 Prints tables and writes --json. Needs a CUDA GPU; TensorRT is optional.
 """
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 import tempfile
@@ -72,15 +74,28 @@ def make_inputs(folder, weight, images):
     return weight, fp32, fp16, FolderImageSet(pictures).records
 
 
-def backend_factories(weight, fp16_onnx, folder, cpu_smoke=False):
-    """(name, opener) per backend to check, TensorRT last: it makes its own stream current."""
+@contextlib.contextmanager
+def fp32_math():
+    """FP32 proper for one row, then torch's settings as they were: TF32 off for cuDNN
+    convolutions and matmuls, as the fp32 TensorRT engine is built without TF32
+    (engine_build.EngineBuilder), so that every FP32 row is measured alike and against the
+    same strict tolerance; the FP16 rows keep torch's defaults."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def backend_factories(weight, fp32_onnx, fp16_onnx, folder, cpu_smoke=False):
+    """(name, precision, opener) per backend to check, TensorRT last: it makes its own stream
+    current."""
     from centernet.backends.torch_backend import TorchBackend
     if cpu_smoke:  # the script's plumbing on a machine without a GPU (tests/test_tools.py)
-        return [('torch-cpu-fp32', lambda: TorchBackend(CONFIG, weight, device='cpu'))]
+        return [('torch-cpu-fp32', 'fp32', lambda: TorchBackend(CONFIG, weight, device='cpu'))]
 
     def torch_fp32():
-        torch.backends.cudnn.allow_tf32 = False  # FP32 proper, comparable with the CPU
-        torch.backends.cuda.matmul.allow_tf32 = False
         return TorchBackend(CONFIG, weight, device='cuda', precision='fp32', cuda_graph=False)
 
     def torch_fp16():
@@ -90,19 +105,24 @@ def backend_factories(weight, fp16_onnx, folder, cpu_smoke=False):
         return TorchBackend(CONFIG, weight, device='cuda', precision='fp16', cuda_graph=True,
                             compile_mode='default')
 
-    def tensorrt_fp16():
-        from centernet import engine_build as eb
-        from centernet.backends.tensorrt_backend import TrtBackend
-        engine = folder / 'centernet_fp16.engine'
-        start = time.perf_counter()
-        eb.build_engine(fp16_onnx, engine, 'fp16', eb.Profile())
-        print(f'TensorRT FP16 engine built in {time.perf_counter() - start:.0f} s')
-        return TrtBackend(engine)
+    def tensorrt(precision, onnx):
+        def open_engine():
+            from centernet import engine_build as eb
+            from centernet.backends.tensorrt_backend import TrtBackend
+            engine = folder / f'centernet_{precision}.engine'
+            start = time.perf_counter()
+            # The build self-checks the engine against ONNX Runtime CPU on the FP32 ONNX.
+            eb.build_engine(onnx, engine, precision, eb.Profile(), reference_onnx=fp32_onnx)
+            print(f'TensorRT {precision} engine built in {time.perf_counter() - start:.0f} s')
+            return TrtBackend(engine)
+        return open_engine
 
-    factories = [('torch-cuda-fp32', torch_fp32), ('torch-cuda-fp16', torch_fp16),
-                 ('torch-cuda-fp16-compile', torch_fp16_compiled)]
+    factories = [('torch-cuda-fp32', 'fp32', torch_fp32),
+                 ('torch-cuda-fp16', 'fp16', torch_fp16),
+                 ('torch-cuda-fp16-compile', 'fp16', torch_fp16_compiled)]
     if importlib.util.find_spec('tensorrt'):
-        factories.append(('tensorrt-fp16', tensorrt_fp16))
+        factories += [('tensorrt-fp32', 'fp32', tensorrt('fp32', fp32_onnx)),
+                      ('tensorrt-fp16', 'fp16', tensorrt('fp16', fp16_onnx))]
     else:
         print('tensorrt not importable: TensorRT rows skipped')
     return factories
@@ -147,10 +167,13 @@ def main():
         reference = detect_records(Detector(OrtBackend(fp32)), records, 8, progress=False)
         rows = []
         report['failures'] = {}
-        for name, open_backend in backend_factories(weight, fp16, folder, args.cpu_smoke):
+        for name, precision, open_backend in backend_factories(weight, fp32, fp16, folder,
+                                                               args.cpu_smoke):
+            math = fp32_math() if precision == 'fp32' else contextlib.nullcontext()
             try:  # one broken backend must not hide the others' numbers
-                parity, performance = check_backend(name, open_backend(), reference, records,
-                                                    args)
+                with math:
+                    parity, performance = check_backend(name, open_backend(), reference,
+                                                        records, args)
             except Exception as exc:  # noqa: BLE001 - reported, the check goes on
                 report['failures'][name] = f'{type(exc).__name__}: {exc}'
                 print(f'{name}: FAILED: {type(exc).__name__}: {exc}')
@@ -158,7 +181,7 @@ def main():
                 continue
             report['parity'][name], report['performance'][name] = parity, performance
             strict, loose = parity['strict'], parity['fp16_tolerance']
-            kind, needed = REQUIRED_MATCH['fp16' if 'fp16' in name else 'fp32']
+            kind, needed = REQUIRED_MATCH[precision]
             passed = parity[kind][0] >= needed
             if not passed:
                 report['failures'][name] = (f'{parity[kind][0]:.2%} of the reference detections '

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .. import engine_build as eb
+from .. import engine_parts
 from .. import onnx_export as ox
 from ..config import CenterNetSpec
 from ..errors import UserError
@@ -43,8 +44,9 @@ class CudaStreamDevice:
     """The backend's CUDA side: an engine stream, a copy stream, and memory on the current GPU."""
 
     def __init__(self):
-        self.device = torch.device('cuda')
-        self.stream = torch.cuda.Stream()
+        # The GPU current now: TensorRT deserializes the engine onto it, and runs it only there.
+        self.device = torch.device('cuda', torch.cuda.current_device())
+        self.stream = torch.cuda.Stream(self.device)
         # Copies to the GPU go on the GPU's copy stream, so the next batch's upload overlaps
         # the engine's work on the current one (pipeline.detect_records launches it first).
         self.copy_stream = copy_stream_for(self.device)
@@ -119,13 +121,14 @@ class OutputBuffer:
 class TrtBackend(Backend):
     """A TensorRT engine and its sidecar JSON; see the module docstring for streams and buffers.
 
-    `gpu` replaces the CUDA side (CudaStreamDevice) and is for the contract tests only; other
-    options are for other backends and are ignored.
+    `gpu` replaces the CUDA side (CudaStreamDevice) and is for the contract tests only;
+    `warn_unchecked=False` is for the self-check itself (engine_check), which runs an engine
+    before it has a passed check. Other options are for other backends and are ignored.
     """
 
     name = 'tensorrt'
 
-    def __init__(self, engine_path, gpu=None, **options):
+    def __init__(self, engine_path, gpu=None, warn_unchecked=True, **options):
         self.engine_path = Path(engine_path)
         self.trt = eb.import_tensorrt()
         self.gpu_info = eb.current_gpu()
@@ -134,17 +137,19 @@ class TrtBackend(Backend):
                             '--model MODEL.onnx --engine ENGINE (see README)')
         self.record = eb.read_sidecar(self.engine_path)
         self._check_built_here()
+        if warn_unchecked:
+            self._warn_unless_checked()
         blob = self.engine_path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != self.record.get('engine_sha256'):
             raise UserError(f'{self.engine_path} does not match its sidecar (the engine file was '
                             f'replaced after the build): {self._rebuild_hint()}')
 
-        self.logger = self.trt.Logger(self.trt.Logger.WARNING)
+        self.logger = engine_parts.make_logger(self.trt)  # prints warnings, keeps the errors
         self.runtime = self.trt.Runtime(self.logger)  # kept: it must outlive the engine
         self.engine = self.runtime.deserialize_cuda_engine(blob)
         if self.engine is None:
             raise UserError(f'TensorRT {self.trt.__version__} could not deserialize '
-                            f'{self.engine_path} (its log above says why): {self._rebuild_hint()}')
+                            f'{self.engine_path} ({self._logged()}): {self._rebuild_hint()}')
         self.dtypes = self._check_tensors()
         min_shape, _, max_shape = (tuple(s) for s in
                                    self.engine.get_tensor_profile_shape(ox.INPUT_NAME, 0))
@@ -170,6 +175,22 @@ class TrtBackend(Backend):
         precision = self.record.get('precision', 'fp16')
         return (f'rebuild it with python3 build_engine.py --model {onnx} --engine '
                 f'{self.engine_path} --precision {precision} --force')
+
+    def _logged(self):
+        errors = self.logger.take_errors()
+        return f'TensorRT said: {errors[-1]}' if errors else 'TensorRT logged no error'
+
+    def _warn_unless_checked(self):
+        """One line when build_engine's self-check did not pass (skipped, or no FP32 ONNX)."""
+        check = self.record.get('self_check') or {}
+        if check.get('status') == 'passed':
+            return
+        said = check.get('status') or 'none recorded'
+        if check.get('reason'):
+            said += f': {check["reason"]}'
+        print(f'warning: {self.engine_path} has no passed self-check (sidecar: {said}): its '
+              'detections are not verified against ONNX Runtime; rebuild it without '
+              '--skip-check (build_engine.py --force) to check it', file=sys.stderr)
 
     def _check_built_here(self):
         """Engines load only on the TensorRT version and GPU architecture that built them."""
@@ -221,7 +242,7 @@ class TrtBackend(Backend):
             raise UserError(f'TensorRT refused input shape {shape} for {self.engine_path} '
                             f'(profile {self.limits.describe()}): {self._rebuild_hint()}')
         self.gpu.hold(canvases)
-        self.context.set_tensor_address(ox.INPUT_NAME, canvases.data_ptr())
+        self._set_address(ox.INPUT_NAME, canvases)
         results = []
         for name in ox.OUTPUT_NAMES:
             out_shape = tuple(self.context.get_tensor_shape(name))
@@ -231,20 +252,30 @@ class TrtBackend(Backend):
                 raise UserError(f'{self.engine_path}: output {name!r} has shape {out_shape} for '
                                 f'canvas {shape}, expected {expected}: {self._rebuild_hint()}')
             tensor = self.outputs[name].view(out_shape)
-            self.context.set_tensor_address(name, tensor.data_ptr())
+            self._set_address(name, tensor)
             results.append(tensor)
         if not self.gpu.enqueue(self.context.execute_async_v3):
-            raise UserError(f'TensorRT could not run {self.engine_path} (its log above says why): '
+            raise UserError(f'TensorRT could not run {self.engine_path} ({self._logged()}): '
                             f'{self._rebuild_hint()}')
         return tuple(results)
+
+    def _set_address(self, name, tensor):
+        # False: TensorRT did not take the pointer (a wrong name, or memory it cannot use, such
+        # as a misaligned address); running anyway would read or write the previous buffers.
+        if not self.context.set_tensor_address(name, tensor.data_ptr()):
+            raise UserError(f'TensorRT refused the memory of tensor {name!r} '
+                            f'({tuple(tensor.shape)} {tensor.dtype} at {tensor.data_ptr():#x}) '
+                            f'for {self.engine_path} ({self._logged()}): pass canvases '
+                            'through backend.upload() (or backend.infer())')
 
     def _check_canvases(self, canvases):
         if canvases.dtype != torch.uint8 or canvases.ndim != 4 or canvases.shape[3] != 3:
             raise UserError(f'canvases must be (B, H, W, 3) uint8, got {tuple(canvases.shape)} '
                             f'{canvases.dtype}')
-        if canvases.device.type != self.device.type:
+        if canvases.device != self.device:  # the type and, on CUDA, the GPU index
             raise UserError(f'canvases are on {canvases.device}, the engine runs on {self.device}: '
-                            'pass them through backend.upload() (or backend.infer())')
+                            'pass them through backend.upload() (or backend.infer()), with the '
+                            'engine\'s GPU current when it is opened')
         if not canvases.is_contiguous():
             raise UserError('canvases must be contiguous: pass them through backend.upload()')
         shape = tuple(int(d) for d in canvases.shape)
