@@ -19,11 +19,12 @@ from common import ArgumentParser, run_main
 def parse_args(argv):
     from centernet.engine_build import Profile  # its defaults are the flags' defaults
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', required=True, help='ONNX from export.py (FP32 or FP16)')
+    parser.add_argument('--model', required=True, help='ONNX from export.py (FP32, FP16 or INT8)')
     parser.add_argument('--engine', required=True, help='engine file to write (.engine / .plan)')
-    parser.add_argument('--precision', choices=('fp16', 'fp32'), default='fp16',
+    parser.add_argument('--precision', choices=('fp16', 'fp32', 'int8'), default='fp16',
                         help='fp16 builds the mixed-precision FP16 ONNX (made from an FP32 one '
-                             'when needed); fp32 needs the FP32 ONNX (default fp16)')
+                             'when needed); fp32 needs the FP32 ONNX; int8 the Q/DQ ONNX '
+                             '(export.py --precision int8) (default fp16)')
     profile = parser.add_argument_group('optimisation profile: the canvas shapes the engine '
                                         'accepts, (B, H, W, 3); H and W share the side range')
     for field in dataclasses.fields(Profile):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export CenterNet-R18 from an mmdet checkpoint to ONNX (FP32 or mixed-precision FP16).
+"""Export CenterNet-R18 from an mmdet checkpoint to ONNX (FP32, mixed-precision FP16 or INT8 Q/DQ).
 
     python3 export.py --weight centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth \\
         --cfg centernet_r18_8xb16-crop512-140e_coco.py --output centernet.onnx [--precision fp16]
@@ -19,9 +19,22 @@ def parse_args(argv):
     parser.add_argument('--weight', required=True, help='mmdet checkpoint (.pth)')
     parser.add_argument('--cfg', default=DEFAULT_CONFIG, help='mmdet config file')
     parser.add_argument('--output', default='centernet.onnx', help='ONNX file to write')
-    parser.add_argument('--precision', choices=('fp32', 'fp16', 'both'), default='fp32',
+    parser.add_argument('--precision', choices=('fp32', 'fp16', 'both', 'int8'), default='fp32',
                         help='fp16 writes a mixed-precision graph for strongly typed TensorRT '
-                             'builds; both writes OUTPUT and OUTPUT with a _fp16 suffix')
+                             'builds; both writes OUTPUT and OUTPUT with a _fp16 suffix; int8 a '
+                             'Q/DQ graph calibrated on --calib (docs/int8.md)')
+    parser.add_argument('--calib', metavar='DIR',
+                        help='int8: calibration images, a COCO-layout folder (as --datasets) or a '
+                             'folder of images')
+    parser.add_argument('--calib_images', type=int, default=128,
+                        help='int8: calibrate on the first N images (default 128)')
+    parser.add_argument('--calib_method', choices=('minmax', 'entropy', 'percentile'),
+                        default='minmax',
+                        help='int8: activation range calibration (default minmax)')
+    parser.add_argument('--int8_flavour', choices=('tensorrt', 'cpu'), default='tensorrt',
+                        help='int8: tensorrt = symmetric int8 activations (TensorRT\'s only mode, '
+                             'default); cpu = uint8 asymmetric activations, the fast form for '
+                             'ONNX Runtime on x86 CPUs (TensorRT refuses it)')
     parser.add_argument('--static', type=parse_shape, metavar='BxHxW',
                         help='fixed input shape instead of dynamic batch/height/width')
     parser.add_argument('--end2end', action='store_true',

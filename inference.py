@@ -32,8 +32,9 @@ def parse_args(argv):
                        help='mmdet checkpoint for the torch backend (instead of --engine X.pth)')
     model.add_argument('--cfg', default=DEFAULT_CONFIG, help='mmdet config, for --backend torch')
     model.add_argument('--device', help='torch backend device: cuda (default if present) or cpu')
-    model.add_argument('--precision', choices=('fp16', 'fp32'),
-                       help='torch backend: fp16 on CUDA (default), fp32 on CPU')
+    model.add_argument('--precision', choices=('fp16', 'fp32', 'int8'),
+                       help='torch backend: fp16 on CUDA (default), fp32 on CPU; int8 is refused '
+                            '(INT8 runs as a Q/DQ ONNX: export.py --precision int8)')
     model.add_argument('--input_name', help='checked against the model\'s input name (canvas)')
     model.add_argument('--threads', type=int, default=0, help='ONNX Runtime intra-op threads (0: one per physical core)')
     model.add_argument('--cuda_graph', action='store_true',

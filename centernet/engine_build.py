@@ -35,7 +35,7 @@ from .engine_profile import (SIDE_MULTIPLE, FixedShape, Profile, profile_from_di
                              resolve_profile)
 from .fileio import atomic_path, write_json
 
-PRECISIONS = ('fp16', 'fp32')
+PRECISIONS = ('fp16', 'fp32', 'int8')
 PRECISION_KEY = 'centernet.precision'
 SIDECAR_FORMAT = 'centernet-tensorrt-sidecar/1'
 GIB = 2 ** 30
@@ -148,10 +148,13 @@ def prepare_onnx(onnx_path, precision, log=print):
     spec, classes, meta = ox.read_metadata(onnx_path)
     onnx_precision = meta.get(PRECISION_KEY, 'fp32')
     if onnx_precision not in PRECISIONS:
-        raise UserError(f'{onnx_path} says {PRECISION_KEY}={onnx_precision!r}; expected fp32 or '
-                        'fp16: export it again with export.py')
+        raise UserError(f'{onnx_path} says {PRECISION_KEY}={onnx_precision!r}; expected one of '
+                        f'{PRECISIONS}: export it again with export.py')
     parsed = onnx_path
-    if precision != onnx_precision:
+    if 'int8' in (precision, onnx_precision):  # Q/DQ in the graph; nothing to convert here
+        from .int8_quantize import check_tensorrt_int8
+        check_tensorrt_int8(onnx_path, precision, meta)
+    elif precision != onnx_precision:
         if precision == 'fp32':
             raise UserError(f'{onnx_path} is the FP16 ONNX, and an fp32 engine needs the FP32 one: '
                             'pass the FP32 export (export.py --precision fp32) or --precision fp16')

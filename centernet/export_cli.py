@@ -1,4 +1,4 @@
-"""export.py's work: checkpoint -> native model -> ONNX (FP32, FP16), each gated before it is kept.
+"""export.py's work: checkpoint -> native model -> ONNX (FP32, FP16, INT8), each gated before it is kept.
 
 Every graph is written to a temporary file beside its final path and judged by the precision gate
 (centernet/precision_gate.py: detections and robust head statistics vs PyTorch FP32, on
@@ -47,7 +47,8 @@ class _Refused(Exception):
     """Raised inside atomic_path so that a refused graph never reaches its final path."""
 
 
-def reuse_problem(output, precision, weight, cfg, end2end=False, static_shape=None):
+def reuse_problem(output, precision, weight, cfg, end2end=False, static_shape=None,
+                  calibration_request=None):
     """None when every file `--precision` would write exists, unchanged, and its export report says
     it passed the gate and was made from this checkpoint and config by this kit's format;
     otherwise why not, in a few words."""
@@ -69,6 +70,8 @@ def reuse_problem(output, precision, weight, cfg, end2end=False, static_shape=No
     if report.get('end2end') != bool(end2end) or report.get('static') != \
             (list(static_shape) if static_shape else None):
         return 'made with other --end2end/--static options'
+    if precision == 'int8' and report.get('calibration_request') != calibration_request:
+        return 'calibrated with other --calib/--calib_images/--calib_method/--int8_flavour'
     for name, final in planned_outputs(output, precision):
         entry = report.get('outputs', {}).get(name) or {}
         if entry.get('status') != 'passed':
@@ -125,11 +128,23 @@ def gate_graph(reference, path, precision, spec, static_shape=None, end2end=Fals
                          end2end=end2end)
 
 
+def calibration_request(args):
+    """What an INT8 export was asked to calibrate on (None for other precisions), as recorded in
+    its report and compared by --if-stale."""
+    if args.precision != 'int8':
+        return None
+    return dict(calib=str(Path(args.calib).resolve()), calib_images=args.calib_images,
+                calib_method=args.calib_method, int8_flavour=args.int8_flavour)
+
+
 def export(args, log=print):
     spec = load_spec(args.cfg)
     output = Path(args.output)
     if output.suffix != '.onnx':
         raise UserError(f'--output {output} must end in .onnx')
+    if args.precision == 'int8' and (not args.calib or args.end2end):
+        raise UserError('--precision int8 needs --calib DIR (a COCO-layout folder or a folder of '
+                        'images to calibrate on) and the heads graph (no --end2end)')
     start = time.perf_counter()
     model, classes = load_model(spec, args.weight)
     from coco_labels import COCO_CLASSES
@@ -138,7 +153,8 @@ def export(args, log=print):
                   weight=str(args.weight), weight_sha256=sha256_of(args.weight),
                   config=str(args.cfg), config_sha256=sha256_of(args.cfg),
                   end2end=bool(args.end2end), static=list(args.static) if args.static else None,
-                  environment=environment(), outputs={})
+                  calibration_request=calibration_request(args), environment=environment(),
+                  outputs={})
     reference = _CachedReference(model)
 
     def judge(precision):
@@ -176,7 +192,7 @@ def export(args, log=print):
         if 'fp32' in plan:
             record('fp32', write_gated(plan['fp32'], export_fp32, judge('fp32')))
             fp32_source = plan['fp32']
-        else:  # --precision fp16: the FP32 graph is only the converter's input
+        else:  # --precision fp16/int8: the FP32 graph is only the converter's input
             export_fp32(fp32_source)
         if 'fp16' in plan and refused:
             report['outputs']['fp16'] = dict(status='not made', path=None,
@@ -186,13 +202,25 @@ def export(args, log=print):
                                        lambda path, accept: ox.convert_fp16(
                                            fp32_source, path, log=log, accept=accept),
                                        judge('fp16')))
+        if 'int8' in plan:
+            from .int8_quantize import quantize_int8
+            calibration = {}
+            record('int8', write_gated(plan['int8'],
+                                       lambda path, accept: calibration.update(quantize_int8(
+                                           fp32_source, path, args.calib, args.calib_images,
+                                           args.calib_method, args.int8_flavour, accept=accept,
+                                           log=log)),
+                                       judge('int8')))
+            report['outputs']['int8']['calibration'] = calibration or None
     report['export_seconds'] = round(time.perf_counter() - start, 2)
     write_json(report_path(output), report, indent=1)
     if refused:
         precision, kept, failures = refused[0]
         more = f'; {len(failures) - 1} more in the table' if len(failures) > 1 else ''
-        retry = ('use --precision fp32 for an FP32 model' if precision != 'fp32' else
-                 'an FP32 graph should match PyTorch: report it with the table above')
+        retry = {'fp32': 'an FP32 graph should match PyTorch: report it with the table above',
+                 'fp16': 'use --precision fp32 for an FP32 model',
+                 'int8': 'calibrate on more or other images (--calib, --calib_images) or with '
+                         'another --calib_method, or use --precision fp16/fp32'}[precision]
         raise UserError(f'the {precision} ONNX was refused by the precision gate ({failures[0]}'
                         f'{more}); it is kept as {kept} for inspection and nothing is left at its '
                         f'path; {retry}, or pass --skip-check to write it unchecked')
@@ -204,7 +232,7 @@ def run_cli(args, log=print):
     config already wrote."""
     if args.if_stale:
         problem = reuse_problem(args.output, args.precision, args.weight, args.cfg, args.end2end,
-                                args.static)
+                                args.static, calibration_request(args))
         if problem is None:
             log(f'{args.output}: reusing the {args.precision} export (passed the precision gate, '
                 f'made from this checkpoint and config)')

@@ -8,7 +8,7 @@ statistics of the heads back that up: no non-finite value anywhere, and the 99.9
 decides (the single max |diff| is reported, not judged), except for FP32, whose check stays strict.
 
 Tolerances come from the precision, not from one weight set (docs/precision-gate.md):
-    u    unit roundoff: FP16 2^-11 (10-bit mantissa, round to nearest); INT8 (provisional) 2^-7
+    u    unit roundoff: FP16 2^-11 (10-bit mantissa, round to nearest); INT8 2^-7
     D    layers whose outputs are rounded: every conv between the FP32 input prefix and the FP32
          head 1x1 convs (29 for ResNet-18; onnx_export.fp32_islands lists what stays FP32)
     eps  = K * u * sqrt(D), K = 6: each layer adds an independent relative rounding error of at
@@ -89,11 +89,16 @@ def tolerances(precision, spec):
         u = 2.0 ** -11
         eps = SIGMA * u * math.sqrt(layers)
         return Tolerances('fp16', u, layers, eps, min_share=0.95, head_limit=2 * eps)
-    # PROVISIONAL (INT8): u = one step of a symmetric 8-bit scale relative to typical (not peak)
-    # activations; to be calibrated on a trained model by the INT8 work.
+    # INT8: u = one step of a symmetric 8-bit scale relative to typical (not peak) activations.
+    # Calibrated on the trained stand-in (docs/int8.md, "Gate"): sound INT8 graphs (AP within
+    # 0.003 of FP32 on held-out scenes) reproduce 48-100% of the reference detections and reach
+    # up to 3.0x eps in the heatmap's p99.9 on these check inputs (seed 0, where the stand-in's
+    # heatmap is near ties; 82-100% and <= 0.5x on seeds 1 and 2), while a broken one (activation
+    # scales / 8) reproduces none. The share decides a broken graph; the head limit only catches
+    # gross errors.
     u = 2.0 ** -7
     eps = SIGMA * u * math.sqrt(layers)
-    return Tolerances('int8', u, layers, eps, min_share=0.8, head_limit=2 * eps, provisional=True)
+    return Tolerances('int8', u, layers, eps, min_share=0.3, head_limit=4 * eps)
 
 
 def check_inputs(spec, shapes=DEFAULT_SHAPES, seed=0):

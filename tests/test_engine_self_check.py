@@ -268,7 +268,7 @@ def test_skip_check_records_skipped_and_the_backend_warns_once(checked, trt, cap
 
 def test_an_interrupted_check_leaves_no_engine(checked, monkeypatch):
     """Ctrl-C (or a reference that cannot run) during the check: neither an installed, a
-    rejected nor a half-checked engine stays; exit 130 as everywhere."""
+    rejected nor a half-checked engine stays; exit 2 with one error line, as everywhere."""
     folder = checked('right')
 
     class Interrupted:
@@ -277,5 +277,5 @@ def test_an_interrupted_check_leaves_no_engine(checked, monkeypatch):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(engine_check, 'load_gate', lambda: Interrupted)
-    assert exit_code(cli(folder)) == 130
+    assert exit_code(cli(folder)) == 2
     assert sorted(p.name for p in folder.glob('m*')) == []

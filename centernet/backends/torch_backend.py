@@ -43,6 +43,9 @@ class TorchBackend(Backend):
         self.classes = classes or COCO_CLASSES
         self.device = device
         self.precision = precision or ('fp16' if device.type == 'cuda' else 'fp32')
+        if self.precision == 'int8':
+            raise UserError('the torch backend has no INT8: export a Q/DQ ONNX (export.py '
+                            '--precision int8 --calib DIR) and run it with --engine FILE.onnx')
         if self.precision == 'fp16' and device.type != 'cuda':
             raise UserError('FP16 on the torch backend needs a CUDA GPU; use fp32 on the CPU')
         if device.type == 'cuda' and device.index is not None:

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# FPS of CenterNet-R18 in INT8: the three tiers of the FP16 script. Calibrates on DATASETS_DIR (or
+# CALIB_DIR) the first time; the third tier (real files) needs DATASETS_DIR.
+source "$(dirname "$0")/_common.sh"
+source "$(dirname "$0")/_int8.sh"
+validate_inputs no
+validate_int8_inputs
+prepare_int8_backend
+perf_count_args
+DATA_ARGS=()
+LIMIT="${PERF_IMAGES:-$DEFAULT_PERF_IMAGES}"
+if [ -n "${DATASETS_DIR:-}" ]; then DATA_ARGS=(--datasets "$DATASETS_DIR" ${LIMIT:+--limit "$LIMIT"}); fi
+exec "$PYTHON" inference.py "${MODEL_ARGS[@]}" "${PERF_MODEL_ARGS[@]}" --batchsize "$BATCH" --perf_only \
+  "${PERF_COUNT_ARGS[@]}" "${DATA_ARGS[@]}" "$@"
