@@ -22,6 +22,13 @@ METRIC_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l',
 SUMMARY_TABLE = (('AP', 'mAP'), ('AP50', 'mAP_50'), ('AP75', 'mAP_75'), ('APs', 'mAP_s'),
                  ('APm', 'mAP_m'), ('APl', 'mAP_l'))
 MAX_DETS = [100, 300, 1000]  # CocoMetric's proposal_nums
+# pycocotools' _summarizeDets with maxDets MAX_DETS: (AP or AR, IoU, area, maxDets) of each stat.
+# Both evaluators' stats are printed through this one layout (faster-coco-eval's own summary
+# labels stat 0 maxDets=1000 and adds two AR lines).
+SUMMARY_LINES = ((1, None, 'all', 100), (1, .5, 'all', 1000), (1, .75, 'all', 1000),
+                 (1, None, 'small', 1000), (1, None, 'medium', 1000), (1, None, 'large', 1000),
+                 (0, None, 'all', 100), (0, None, 'all', 300), (0, None, 'all', 1000),
+                 (0, None, 'small', 1000), (0, None, 'medium', 1000), (0, None, 'large', 1000))
 EVALUATORS = ('faster', 'pycocotools')
 DEFAULT_EVALUATOR = 'faster'
 
@@ -75,7 +82,7 @@ class CocoEvaluator:
 
     def evaluate(self, results, verbose=False):
         """{name: value} for METRIC_NAMES. `results`: to_coco_results records (loadRes adds fields
-        to them: write them out first). The library's 12-line summary is printed when `verbose`."""
+        to them: write them out first). pycocotools' 12-line summary is printed when `verbose`."""
         self.times = {}
         if not results:
             return {name: 0.0 for name in METRIC_NAMES}  # mmdet: "results ... is empty"
@@ -93,8 +100,7 @@ class CocoEvaluator:
         evaluator.params.catIds = self.cat_ids
         evaluator.params.imgIds = self.img_ids
         evaluator.params.maxDets = list(MAX_DETS)
-        quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-        with quiet:
+        with contextlib.redirect_stdout(io.StringIO()):  # the libraries' progress chatter
             evaluator.evaluate()
             lap('evaluate')
             evaluator.accumulate()
@@ -102,7 +108,20 @@ class CocoEvaluator:
             evaluator.summarize()
             stats = self._stats(evaluator)
             lap('summarize')
+        if verbose:
+            print(summary_text(stats))
         return {name: float(value) for name, value in zip(METRIC_NAMES, stats)}
+
+
+def summary_text(stats):
+    """The 12 stats in pycocotools' summarize() layout (SUMMARY_LINES)."""
+    lines = []
+    for value, (ap, iou, area, max_dets) in zip(stats, SUMMARY_LINES):
+        title, kind = ('Average Precision', '(AP)') if ap else ('Average Recall', '(AR)')
+        iou = '0.50:0.95' if iou is None else f'{iou:0.2f}'
+        lines.append(f' {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6s} | '
+                     f'maxDets={max_dets:>3d} ] = {value:0.3f}')
+    return '\n'.join(lines)
 
 
 class FasterCocoEvaluator(CocoEvaluator):
@@ -126,7 +145,6 @@ class FasterCocoEvaluator(CocoEvaluator):
         # pycocotools' summarize takes stat 0 (AP) at maxDets=100 whatever params.maxDets are;
         # COCOeval_faster takes it at maxDets[-1] (1000). Equal while no image has over 100
         # detections of one category (inference keeps 100 per image): take pycocotools' choice.
-        # (Its printed summary still labels that line maxDets=1000.)
         stats = np.array(evaluator.stats[:len(METRIC_NAMES)], np.float64)
         with contextlib.redirect_stdout(io.StringIO()):
             stats[0] = evaluator._summarize(1, maxDets=MAX_DETS[0])

@@ -59,5 +59,5 @@ class StageTimer:
         total = times['total'] or 1.0
         labels = dict(STAGES, other='other (batching, progress, bookkeeping)', total='total wall')
         return format_table(['stage', 'seconds', '%'],
-                            [[labels[name], round(seconds, 2), round(100 * seconds / total)]
+                            [[labels[name], f'{seconds:.2f}', f'{100 * seconds / total:.0f}']
                              for name, seconds in times.items() if seconds], title=title)

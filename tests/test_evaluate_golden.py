@@ -145,3 +145,25 @@ def test_no_results_give_zeros():
 def test_unknown_evaluator_is_refused():
     with pytest.raises(ValueError, match='pycocotools'):
         make_evaluator('detectron', _gt(), COCO_CATEGORY_IDS)
+
+
+@pytest.mark.parametrize('name', EVALUATORS)
+def test_printed_summary_is_pycocotools_own(name, capsys):
+    """Both evaluators print pycocotools' summarize() text, line for line (faster-coco-eval's own
+    summary labels AP maxDets=1000 and adds lines)."""
+    from pycocotools.cocoeval import COCOeval
+    meta, ids, (boxes, scores, labels) = _golden()
+    results = to_coco_results(ids, boxes, scores, labels, COCO_CATEGORY_IDS)
+    gt = _gt()
+    with contextlib.redirect_stdout(io.StringIO()):
+        reference = COCOeval(gt, gt.loadRes(json.loads(json.dumps(results))), 'bbox')
+    reference.params.catIds, reference.params.maxDets = list(COCO_CATEGORY_IDS), [100, 300, 1000]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        reference.evaluate()
+        reference.accumulate()
+    with contextlib.redirect_stdout(printed := io.StringIO()):
+        reference.summarize()
+    capsys.readouterr()
+    make_evaluator(name, _gt(), COCO_CATEGORY_IDS).evaluate(results, verbose=True)
+    assert capsys.readouterr().out.strip('\n') == printed.getvalue().strip('\n')
