@@ -18,7 +18,9 @@ Calibration batches are canvases made by the kit's own loader (dataset.make_load
 preprocess.CenterCanvas), from a COCO-layout folder or a folder of images.
 """
 
+import contextlib
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -117,6 +119,20 @@ def _flavour_options(flavour):
     return QuantType.QUInt8, {'ActivationSymmetric': False, 'QuantizeBias': True}
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """quantize_static logs, on the root logger, advice to run ORT's pre-processing (shape
+    inference and onnxsim-style folding): export already simplified the graph, so the advice is
+    noise in a user's terminal."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IMAGES,
                   method=DEFAULT_METHOD, flavour=DEFAULT_FLAVOUR, accept=None, log=print):
     """Write the Q/DQ INT8 form of `fp32_path` (an export.py FP32 graph) to `int8_path`.
@@ -138,12 +154,13 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
     activation_type, options = _flavour_options(flavour)
     start = time.perf_counter()
     with atomic_path(int8_path) as tmp:
-        quantize_static(
-            proto, str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=activation_type, weight_type=QuantType.QInt8,
-            nodes_to_exclude=keep, calibrate_method=_calibrate_method(method),
-            extra_options={'WeightSymmetric': True, 'CalibStridedMinMax': 1,
-                           'CalibPercentile': PERCENTILE, **options})
+        with _quiet_root_logger():
+            quantize_static(
+                proto, str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=activation_type, weight_type=QuantType.QInt8,
+                nodes_to_exclude=keep, calibrate_method=_calibrate_method(method),
+                extra_options={'WeightSymmetric': True, 'CalibStridedMinMax': 1,
+                               'CalibPercentile': PERCENTILE, **options})
         seconds = time.perf_counter() - start
         if reader.images == 0:
             raise UserError(f'--calib {calib_dir}: none of the {len(records)} images could be '
