@@ -4,7 +4,7 @@
     python3 export.py --weight centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth \\
         --cfg centernet_r18_8xb16-crop512-140e_coco.py --output centernet.onnx [--precision fp16]
 
-The graph takes a (B, H, W, 3) uint8 BGR canvas and returns heatmap, wh, offset (README,
+The graph takes a (B, H, W, 3) uint8 BGR canvas and returns heatmap, wh, offset (docs/export.md,
 "The ONNX model"). Each graph is first written beside its path and judged by the precision gate
 (its detections and heads on ONNX Runtime vs PyTorch FP32, docs/precision-gate.md); only a graph
 that passed reaches its path. A refused one is kept as NAME.rejected.onnx, and the script exits 2.

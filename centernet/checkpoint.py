@@ -101,8 +101,8 @@ def read_checkpoint(path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f'checkpoint {path} not found: download '
-                        'centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth (see README, '
-                        '"Preparation") or pass --weight PATH')
+                        'centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth (scripts/prepare.sh '
+                        '--only checkpoint) or pass --weight PATH')
     verify_sha256_prefix(path)
     obj = _torch_load_weights_only(path)
     if not isinstance(obj, dict):

@@ -65,8 +65,8 @@ def run_accuracy(detector, args):
     from .evaluate import SUMMARY_TABLE, make_evaluator, to_coco_results
     from .timing import StageTimer
     if not args.datasets:
-        raise UserError('no dataset: pass --datasets DIR or set DATASETS_DIR (see README, '
-                        '"Preparation")')
+        raise UserError('no dataset: pass --datasets DIR or set DATASETS_DIR (README, '
+                        '"Quick start": scripts/prepare.sh)')
     backend = detector.backend
     timer = StageTimer()
     with timer.stage('annotations'):  # the file is read once; the evaluator indexes that copy

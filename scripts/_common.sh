@@ -94,9 +94,9 @@ prepare_backend() {
       MODEL_ARGS=(--engine "$ENGINE_FP16")
       ;;
     torch)
-      echo "== backend: PyTorch CUDA FP16, batch $BATCH (TensorRT is not installed; see README, \"TensorRT\")"
+      echo "== backend: PyTorch CUDA FP16, batch $BATCH (TensorRT is not installed; see docs/tensorrt.md)"
       MODEL_ARGS=(--backend torch --weight "$CHECKPOINT" --cfg "$CONFIG" --device cuda --precision fp16)
-      # torch.compile: 1.9x the engine FPS on an H200 for ~15 s of compiling (README, "Performance")
+      # torch.compile: 1.9x the engine FPS on an H200 for ~15 s of compiling (docs/performance.md)
       PERF_MODEL_ARGS=(--compile default)
       ;;
     onnxruntime)

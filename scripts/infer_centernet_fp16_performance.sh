@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # FPS of CenterNet-R18's TensorRT FP16 engine at batch 32 (on a CPU: FP32 on ONNX Runtime): three
-# labelled tiers (README, "Performance"). The third tier (real files) runs when DATASETS_DIR is set.
+# labelled tiers (docs/performance.md). The third tier (real files) runs when DATASETS_DIR is set.
 source "$(dirname "$0")/_common.sh"
 validate_inputs no
 prepare_backend "$(pick_backend)"

@@ -67,7 +67,7 @@ class TorchBackend(Backend):
                 raise UserError(f'--compile {compile_mode}: choose one of '
                                 f'{", ".join(COMPILE_MODES)} (the modes with their own CUDA '
                                 'graphs would clash with --cuda_graph)')
-            # TorchInductor: 1.9x the eager FP16 FPS on an H200 (README, "Performance").
+            # TorchInductor: 1.9x the eager FP16 FPS on an H200 (docs/performance.md).
             # torch's automatic dynamic shapes: the first shape compiles static, a second one
             # compiles a shape-generic graph that serves later canvas shapes (one more for
             # canvases below inductor's minimum conv size), so a COCO run pays two or three
