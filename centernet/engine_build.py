@@ -20,7 +20,6 @@ run time. The TensorRT-side helpers (logger, progress bars, timing cache) are in
 import dataclasses
 import datetime
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -344,9 +343,7 @@ def _write_engine(serialized, path, record):
     sidecar_path(path).unlink(missing_ok=True)  # an old sidecar never describes a new engine
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
-            f.write(memoryview(serialized))
-            f.flush()
-            os.fsync(f.fileno())
+            f.write(memoryview(serialized))  # atomic_path fsyncs it before the rename
     record['engine'], record['engine_sha256'] = Path(path).name, sha256_of(path)
     write_json(sidecar_path(path), record, indent=1)
 

@@ -7,7 +7,6 @@ tests can hand in tests/fake_tensorrt.py.
 
 import contextlib
 import fcntl
-import os
 import sys
 import threading
 from pathlib import Path
@@ -155,9 +154,7 @@ class TimingCacheFile:
             blob = cache.serialize()
             with atomic_path(self.path) as tmp:
                 with open(tmp, 'wb') as f:
-                    f.write(memoryview(blob))
-                    f.flush()
-                    os.fsync(f.fileno())
+                    f.write(memoryview(blob))  # atomic_path fsyncs it before the rename
 
     def _read(self):
         return self.path.read_bytes() if self.path.is_file() else b''

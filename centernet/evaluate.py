@@ -166,6 +166,8 @@ def make_evaluator(name, coco_gt, cat_ids, img_ids=None, log=print):
 
 
 def evaluate_coco(coco_gt, results, cat_ids, img_ids=None, verbose=True,
-                  evaluator=DEFAULT_EVALUATOR):
-    """One evaluation: make_evaluator(evaluator, ...).evaluate(results, verbose)."""
+                  evaluator='pycocotools'):
+    """One evaluation: make_evaluator(evaluator, ...).evaluate(results, verbose). The default is
+    the reference (pycocotools), so a caller that names none is checked against it; inference.py
+    and the tools ask for DEFAULT_EVALUATOR."""
     return make_evaluator(evaluator, coco_gt, cat_ids, img_ids).evaluate(results, verbose)

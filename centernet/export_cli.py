@@ -195,6 +195,9 @@ def export(args, log=print):
         else:  # --precision fp16/int8: the FP32 graph is only the converter's input
             export_fp32(fp32_source)
         if 'fp16' in plan and refused:
+            # what an earlier export left there would contradict this report
+            plan['fp16'].unlink(missing_ok=True)
+            rejected_path(plan['fp16']).unlink(missing_ok=True)
             report['outputs']['fp16'] = dict(status='not made', path=None,
                                              reason='the FP32 graph was refused')
         elif 'fp16' in plan:

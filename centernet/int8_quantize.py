@@ -21,6 +21,7 @@ preprocess.CenterCanvas), from a COCO-layout folder or a folder of images.
 import contextlib
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +29,6 @@ import numpy as np
 
 from . import onnx_export as ox
 from .errors import UserError
-from .fileio import atomic_path
 
 CALIBRATION_METHODS = ('minmax', 'entropy', 'percentile')
 DEFAULT_METHOD = 'minmax'
@@ -39,12 +39,6 @@ FLAVOURS = ('tensorrt', 'cpu')
 DEFAULT_FLAVOUR = 'tensorrt'
 METADATA_FLAVOUR = 'centernet.int8_flavour'
 METADATA_CALIBRATION = 'centernet.int8_calibration'
-
-
-def int8_sibling(path):
-    """Where the INT8 ONNX made from `path` goes: centernet.onnx -> centernet_int8.onnx."""
-    path = Path(path)
-    return path.with_name(path.stem + '_int8' + path.suffix)
 
 
 def calibration_records(calib_dir, classes, limit):
@@ -153,11 +147,12 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
     keep = ox.fp32_islands(proto)
     activation_type, options = _flavour_options(flavour)
     start = time.perf_counter()
-    with atomic_path(int8_path) as tmp:
+    with tempfile.TemporaryDirectory() as folder:
+        quantized_path = Path(folder) / 'int8.onnx'
         with _quiet_root_logger():
             quantize_static(
-                proto, str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=activation_type, weight_type=QuantType.QInt8,
+                proto, str(quantized_path), reader, quant_format=QuantFormat.QDQ,
+                per_channel=True, activation_type=activation_type, weight_type=QuantType.QInt8,
                 nodes_to_exclude=keep, calibrate_method=_calibrate_method(method),
                 extra_options={'WeightSymmetric': True, 'CalibStridedMinMax': 1,
                                'CalibPercentile': PERCENTILE, **options})
@@ -165,22 +160,14 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
         if reader.images == 0:
             raise UserError(f'--calib {calib_dir}: none of the {len(records)} images could be '
                             'read, nothing to calibrate on')
-        quantized = onnx.load(str(tmp))
-        calibration = dict(method=method, flavour=flavour, images=reader.images,
-                           unreadable=len(reader.bad), source=str(calib_dir),
-                           seconds=round(seconds, 2),
-                           quantizer='onnxruntime.quantization.quantize_static (QDQ, per-channel '
-                                     'int8 weights)')
-        meta = dict(meta)
-        meta['centernet.precision'] = 'int8'
-        meta['centernet.fp32_nodes'] = json.dumps(keep)
-        meta[METADATA_FLAVOUR] = flavour
-        meta[METADATA_CALIBRATION] = json.dumps(calibration)
-        ox._set_metadata(quantized, meta)
-        onnx.checker.check_model(quantized, full_check=True)
-        onnx.save(quantized, str(tmp))
-        if accept is not None:
-            accept(tmp)
+        quantized = onnx.load(str(quantized_path))
+    calibration = dict(method=method, flavour=flavour, images=reader.images,
+                       unreadable=len(reader.bad), source=str(calib_dir),
+                       seconds=round(seconds, 2),
+                       quantizer='onnxruntime.quantization.quantize_static (QDQ, per-channel '
+                                 'int8 weights)')
+    ox.save_derived(quantized, int8_path, meta, 'int8', keep, accept=accept,
+                    **{METADATA_FLAVOUR: flavour, METADATA_CALIBRATION: json.dumps(calibration)})
     log(f'int8 ({flavour}): calibrated on {reader.images} images ({method}) in {seconds:.1f} s; '
         f'kept {len(keep)} nodes in FP32')
     return calibration

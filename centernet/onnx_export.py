@@ -215,17 +215,26 @@ def convert_fp16(fp32_path, fp16_path, log=print, keep_fp32=fp32_islands, accept
         converted = float16.convert_float_to_float16(proto, keep_io_types=True,
                                                      node_block_list=keep)
     _drop_output_casts(converted)
-    meta['centernet.precision'] = 'fp16'
-    meta['centernet.fp32_nodes'] = json.dumps(keep)
-    _set_metadata(converted, meta)
-    onnx.checker.check_model(converted, full_check=True)
-    with atomic_path(fp16_path) as tmp:
-        onnx.save(converted, str(tmp))
-        if accept is not None:
-            accept(tmp)
+    save_derived(converted, fp16_path, meta, 'fp16', keep, accept=accept)
     log(f'fp16: kept {len(keep)} nodes in FP32 ({", ".join(keep[:12])}'
         f'{", ..." if len(keep) > 12 else ""})')
     return fp16_path
+
+
+def save_derived(proto, path, meta, precision, fp32_nodes, accept=None, **extra_meta):
+    """Write a graph derived from the FP32 export (FP16, INT8) to `path` atomically: the FP32
+    graph's metadata with its precision and FP32 islands (plus `extra_meta`), a full ONNX check,
+    then `accept(tmp)` on the finished temporary file before the rename (export.py's gate)."""
+    import onnx
+    meta = dict(meta, **{'centernet.precision': precision,
+                         'centernet.fp32_nodes': json.dumps(list(fp32_nodes))}, **extra_meta)
+    _set_metadata(proto, meta)
+    onnx.checker.check_model(proto, full_check=True)
+    with atomic_path(path) as tmp:
+        onnx.save(proto, str(tmp))
+        if accept is not None:
+            accept(tmp)
+    return path
 
 
 def _constants_to_initializers(proto):

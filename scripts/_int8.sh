@@ -38,9 +38,13 @@ prepare_int8_backend() {
     --int8_flavour "$flavour" --if-stale
   if [ "$backend" = tensorrt ]; then
     local engine="$MODELS_DIR/centernet_int8.engine"
-    "$PYTHON" build_engine.py --model "$onnx" --engine "$engine" --precision int8 --if-stale
+    # The engine's self-check compares it with the FP32 ONNX; without a passed check --if-stale
+    # would rebuild it on every run.
+    require_onnx fp32
+    "$PYTHON" build_engine.py --model "$onnx" --engine "$engine" --precision int8 --if-stale \
+      --reference_onnx "$ONNX_FP32"
     echo "== backend: TensorRT INT8 engine $engine (strongly typed, Q/DQ), batch $BATCH"
-    MODEL_ARGS=(--engine "$engine") PERF_MODEL_ARGS=(--cuda_graph)
+    MODEL_ARGS=(--engine "$engine")
   else
     echo "== backend: ONNX Runtime on the CPU, INT8 Q/DQ ONNX $onnx (CPU flavour), batch $BATCH"
     MODEL_ARGS=(--engine "$onnx")

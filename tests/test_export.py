@@ -116,6 +116,25 @@ def test_refused_fp32_never_reaches_its_path(tmp_path, checkpoint_path, monkeypa
     assert report['outputs']['fp32']['status'] == 'failed'
 
 
+def test_refused_fp32_removes_an_earlier_fp16(tmp_path, checkpoint_path, monkeypatch, capsys):
+    """--precision both with a refused FP32 graph makes no FP16 graph, and an FP16 file an
+    earlier export left beside it goes too: the report says 'not made', a script must not find
+    one."""
+    from centernet import export_cli
+    out = tmp_path / 'x.onnx'
+    stale = tmp_path / 'x_fp16.onnx'
+    stale.write_bytes(b'an earlier export')
+    real = ox.onnxruntime_runner
+    monkeypatch.setattr(export_cli.ox, 'onnxruntime_runner', lambda path: lambda c, b=None: [
+        o + np.float32(0.01) for o in real(path)(c, b)])
+    assert export_exit(['--weight', checkpoint_path, '--output', out, '--precision', 'both',
+                        '--no-simplify']) == 2
+    capsys.readouterr()
+    assert not out.exists() and not stale.exists()
+    report = json.loads((tmp_path / 'x.export.json').read_text())
+    assert report['outputs']['fp16']['status'] == 'not made'
+
+
 @pytest.fixture(scope='module')
 def fp16_breaking_checkpoint(tmp_path_factory, spec):
     """Calibrated weights whose first block is rescaled by 1e4: the same FP32 function, but

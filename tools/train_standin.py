@@ -99,7 +99,8 @@ def evaluate(model, folder, classes, batch=50):
                                                  kernel=spec.local_maximum_kernel)
             results += to_coco_results(ids[part.indices], boxes.numpy(), scores.numpy(),
                                        labels.numpy(), images.cat_ids)
-    return evaluate_coco(images.coco, results, images.cat_ids, verbose=False)['mAP']
+    return evaluate_coco(images.coco, results, images.cat_ids, verbose=False,
+                         evaluator='faster')['mAP']
 
 
 def save_checkpoint(model, path, meta):
