@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Build a TensorRT engine (strongly typed, FP16 or FP32) from a CenterNet ONNX made by export.py.
+"""Build a TensorRT engine (strongly typed: FP16, FP32 or INT8 Q/DQ) from a CenterNet ONNX made by export.py.
 
     python3 build_engine.py --model centernet.onnx --engine centernet_fp16.engine --precision fp16
 
 FP16 builds the mixed-precision FP16 ONNX (made next to the FP32 one when given that); there is no
 FP16 builder flag, on TensorRT 10 or 11. The new engine is then self-checked against ONNX Runtime
-CPU on the FP32 ONNX (centernet.engine_check); one that fails is not installed (exit 2). Next to
+CPU on the FP32 ONNX (an INT8 engine: on its own Q/DQ ONNX; centernet.engine_check); one that
+fails is not installed (exit 2). Next to
 the engine goes `<engine>.json`: TensorRT version, GPU, precision, profile, ONNX sha256 and the
 self-check's result, which --if-stale compares to rebuild only when one of them changed (or the
 check did not pass), and the model spec the TensorRT backend reads.
@@ -38,12 +39,13 @@ def parse_args(argv):
                              'each (default: tensorrt_timing.cache next to the engine)')
     check = parser.add_argument_group('self-check: after the build, the engine is run on check '
                                       'scenes (the profile\'s extremes included) and judged '
-                                      'against ONNX Runtime CPU on the FP32 ONNX by the precision '
-                                      'gate; a failing engine is kept as <name>.rejected<suffix>')
+                                      'against ONNX Runtime CPU on the FP32 ONNX (INT8: on the '
+                                      'Q/DQ ONNX it is built from) by the precision gate; a '
+                                      'failing engine is kept as <name>.rejected<suffix>')
     check.add_argument('--reference_onnx', metavar='FP32.onnx',
                        help='the FP32 ONNX to check against (default: --model when it is the '
                             'FP32 one, else the FP32 ONNX beside it: centernet_fp16.onnx -> '
-                            'centernet.onnx)')
+                            'centernet.onnx; not for INT8)')
     check.add_argument('--skip-check', '--skip_check', dest='skip_check', action='store_true',
                        help='no self-check (the sidecar says "skipped"; --if-stale then accepts '
                             'an engine without a passed check)')

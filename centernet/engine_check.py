@@ -1,4 +1,4 @@
-"""The engine self-check: a new TensorRT engine against ONNX Runtime CPU on the FP32 ONNX.
+"""The engine self-check: a new TensorRT engine against ONNX Runtime CPU on its reference ONNX.
 
 TensorRT cannot run where this kit is developed, so an engine is first run on the user's GPU,
 right after its build. build_engine runs it there on image-like check scenes at the shapes that
@@ -22,6 +22,7 @@ from . import onnx_export as ox
 from .checkpoint import sha256_of
 from .engine_profile import FixedShape
 from .errors import UserError
+from .precision_gate import json_safe
 
 REFERENCE_BATCH = 4  # distinct scenes per check shape: the CPU reference's cost
 CHECK_FORMAT = 'centernet-engine-self-check/1'
@@ -59,11 +60,22 @@ def check_shapes(profile):
 
 
 def find_reference_onnx(given_onnx, given_precision, reference_onnx=None):
-    """The FP32 ONNX to check against, or None when there is none to be found.
+    """The ONNX to check the engine against, or None when there is none to be found.
 
-    `reference_onnx` when given (it must be an FP32 export of this kit); else the ONNX given to
-    build_engine when it is the FP32 one; else the FP32 ONNX whose FP16 form it is, by
-    onnx_export.fp16_sibling's naming (centernet_fp16.onnx -> centernet.onnx)."""
+    An FP32 or FP16 engine is checked against the FP32 ONNX: `reference_onnx` when given (it must
+    be an FP32 export of this kit); else the ONNX given to build_engine when it is the FP32 one;
+    else the FP32 ONNX whose FP16 form it is, by onnx_export.fp16_sibling's naming
+    (centernet_fp16.onnx -> centernet.onnx). An INT8 engine is checked against its own Q/DQ ONNX,
+    which export.py's gate accepted on the calibration folder's images: the same scales on both
+    runtimes, so the check judges TensorRT's arithmetic, not the calibration (against FP32 on
+    generated scenes, which a calibration never saw, sound INT8 graphs and broken ones overlap;
+    docs/int8.md)."""
+    given_onnx = Path(given_onnx)
+    if given_precision == 'int8':
+        if reference_onnx is not None:
+            raise UserError('--reference_onnx: an INT8 engine is checked against the Q/DQ ONNX it '
+                            'is built from; drop --reference_onnx')
+        return given_onnx
     if reference_onnx is not None:
         path = Path(reference_onnx)
         if not path.is_file():
@@ -74,7 +86,6 @@ def find_reference_onnx(given_onnx, given_precision, reference_onnx=None):
             raise UserError(f'--reference_onnx {path} is the {precision} ONNX; the self-check '
                             'needs the FP32 one (export.py --precision fp32)')
         return path
-    given_onnx = Path(given_onnx)
     if given_precision == 'fp32':
         return given_onnx
     suffix = '_fp16'
@@ -87,19 +98,6 @@ def find_reference_onnx(given_onnx, given_precision, reference_onnx=None):
 
 def _host(tensor):
     return tensor.float().cpu().numpy()
-
-
-def _jsonable(value):
-    """numpy scalars and arrays in the gate's record -> plain JSON types."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def run_self_check(engine_path, reference_onnx, profile, precision, spec, log=print):
@@ -150,7 +148,7 @@ def run_self_check(engine_path, reference_onnx, profile, precision, spec, log=pr
     log(report.table())
     return dict(record, status='passed' if report.ok else 'failed',
                 failures=list(report.failures), seconds=round(time.perf_counter() - start, 1),
-                gate=_jsonable(report.to_dict()))
+                gate=json_safe(report.to_dict()))
 
 
 class _EngineFailed(Exception):

@@ -48,7 +48,7 @@ class _Refused(Exception):
 
 
 def reuse_problem(output, precision, weight, cfg, end2end=False, static_shape=None,
-                  calibration_request=None):
+                  calibration_request=None, graph_options=None):
     """None when every file `--precision` would write exists, unchanged, and its export report says
     it passed the gate and was made from this checkpoint and config by this kit's format;
     otherwise why not, in a few words."""
@@ -70,6 +70,8 @@ def reuse_problem(output, precision, weight, cfg, end2end=False, static_shape=No
     if report.get('end2end') != bool(end2end) or report.get('static') != \
             (list(static_shape) if static_shape else None):
         return 'made with other --end2end/--static options'
+    if graph_options is not None and report.get('graph_options') != graph_options:
+        return 'made with other --opset/--no-simplify options'
     if precision == 'int8' and report.get('calibration_request') != calibration_request:
         return 'calibrated with other --calib/--calib_images/--calib_method/--int8_flavour'
     for name, final in planned_outputs(output, precision):
@@ -121,20 +123,39 @@ def write_gated(final, make, judge):
     return Path(final), found['sha256'], found['bytes'], found['verdict']
 
 
-def gate_graph(reference, path, precision, spec, static_shape=None, end2end=False):
-    """The precision gate's report for the ONNX at `path` (ONNX Runtime CPU) vs PyTorch FP32."""
+def gate_graph(reference, path, precision, spec, static_shape=None, end2end=False, inputs=None):
+    """The precision gate's report for the ONNX at `path` (ONNX Runtime CPU) vs PyTorch FP32, on
+    `inputs` (INT8: int8_quantize.gate_inputs) or the gate's generated scenes."""
     shapes = (static_shape,) if static_shape else gate.DEFAULT_SHAPES
     return gate.run_gate(reference, ox.onnxruntime_runner(path), spec, precision, shapes,
-                         end2end=end2end)
+                         end2end=end2end, inputs=inputs)
 
 
 def calibration_request(args):
     """What an INT8 export was asked to calibrate on (None for other precisions), as recorded in
-    its report and compared by --if-stale."""
-    if args.precision != 'int8':
+    its report and compared by --if-stale: the options, and a digest of the images it reads (the
+    calibrated ones and the gate's), so that other pictures under the same folder name count as
+    another request."""
+    if args.precision != 'int8' or not args.calib:  # export() says what is missing
         return None
+    from coco_labels import COCO_CLASSES
+    from .int8_quantize import GATE_IMAGES, calibration_records
+    digest = hashlib.sha256()
+    for record in calibration_records(args.calib, COCO_CLASSES,
+                                      args.calib_images + GATE_IMAGES):
+        digest.update(str(record.path).encode() + b'\0')
+        try:
+            digest.update(Path(record.path).read_bytes())
+        except OSError:  # unreadable: calibration reports it; the request still differs
+            digest.update(b'unreadable')
     return dict(calib=str(Path(args.calib).resolve()), calib_images=args.calib_images,
-                calib_method=args.calib_method, int8_flavour=args.int8_flavour)
+                calib_method=args.calib_method, int8_flavour=args.int8_flavour,
+                images_sha256=digest.hexdigest())
+
+
+def graph_options(args):
+    """The export options that change the graph besides precision, as compared by --if-stale."""
+    return dict(opset=args.opset, simplify=bool(args.simplify))
 
 
 def export(args, log=print):
@@ -153,6 +174,7 @@ def export(args, log=print):
                   weight=str(args.weight), weight_sha256=sha256_of(args.weight),
                   config=str(args.cfg), config_sha256=sha256_of(args.cfg),
                   end2end=bool(args.end2end), static=list(args.static) if args.static else None,
+                  graph_options=graph_options(args),
                   calibration_request=calibration_request(args), environment=environment(),
                   outputs={})
     reference = _CachedReference(model)
@@ -161,7 +183,14 @@ def export(args, log=print):
         def run(path):
             if not args.check:
                 return None
-            verdict = gate_graph(reference, path, precision, spec, args.static, args.end2end)
+            inputs = None
+            if precision == 'int8' and not args.static:  # a static graph takes only its shape
+                from .int8_quantize import gate_inputs
+                inputs, images = gate_inputs(args.calib, classes, spec, args.calib_images)
+                log(f'int8: the precision gate judges {len(images)} images of {args.calib} '
+                    f'(after the {args.calib_images} calibrated on, where the folder has them)')
+            verdict = gate_graph(reference, path, precision, spec, args.static, args.end2end,
+                                 inputs)
             log(verdict.table())
             log(f'{precision}: precision gate {"passed" if verdict.ok else "REFUSED"} in '
                 f'{verdict.seconds:.1f} s')
@@ -235,7 +264,7 @@ def run_cli(args, log=print):
     config already wrote."""
     if args.if_stale:
         problem = reuse_problem(args.output, args.precision, args.weight, args.cfg, args.end2end,
-                                args.static, calibration_request(args))
+                                args.static, calibration_request(args), graph_options(args))
         if problem is None:
             log(f'{args.output}: reusing the {args.precision} export (passed the precision gate, '
                 f'made from this checkpoint and config)')

@@ -169,3 +169,56 @@ def make_fp16(case, fp32_path, fp16_path, log=print):
         GRAPH_DEFECTS[case.graph_defect](proto)
         onnx.save(proto, str(fp16_path))
     return fp16_path
+
+
+# --- INT8: defects of a Q/DQ graph (int8_quantize) the gate must refuse (tools/int8_gate_sweep.py)
+
+def _activation_scales(proto):
+    """Names of the activation QuantizeLinear scales (weights are initializers read by a
+    DequantizeLinear only)."""
+    return {n.input[1] for n in proto.graph.node if n.op_type == 'QuantizeLinear'}
+
+
+def scale_activations(proto, factor, names=None):
+    """Every activation scale (or those in `names`) times `factor`: 1/8 clips every activation
+    to an eighth of its calibrated range, 8 rounds them to 8x coarser steps (5-bit)."""
+    from onnx import numpy_helper
+    for name in _activation_scales(proto) if names is None else names:
+        scale = _initializer(proto, name)
+        scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * factor, name))
+
+
+def _map_int8_weight(proto, conv_name, change):
+    from onnx import numpy_helper
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    dequantize = producer[_node(proto, conv_name).input[1]]
+    tensor = _initializer(proto, dequantize.input[0])
+    tensor.CopyFrom(numpy_helper.from_array(change(numpy_helper.to_array(tensor)), tensor.name))
+
+
+def clip_one_layer(proto):
+    """The activation feeding DAMAGED_CONV clipped to 1/16 of its calibrated range."""
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    dequantize = producer[_node(proto, DAMAGED_CONV).input[0]]
+    scale_activations(proto, 1 / 16, [producer[dequantize.input[0]].input[1]])
+
+
+INT8_DEFECTS = {
+    'activation scales / 8 (every activation clipped)': lambda p: scale_activations(p, 1 / 8),
+    'activation scales x 8 (5-bit activations)': lambda p: scale_activations(p, 8),
+    'one layer\'s input clipped to 1/16 of its range': clip_one_layer,
+    'one conv\'s int8 weights zeroed':
+        lambda p: _map_int8_weight(p, DAMAGED_CONV, np.zeros_like),
+    'one conv\'s int8 weights sign-flipped':
+        lambda p: _map_int8_weight(p, DAMAGED_CONV, lambda w: -np.maximum(w, -127)),
+    'wh and offset outputs swapped': swap_wh_offset,
+}
+
+
+def make_broken_int8(int8_path, target, defect):
+    """A copy of a Q/DQ graph with one of INT8_DEFECTS applied, at `target`."""
+    import onnx
+    proto = onnx.load(str(int8_path))
+    INT8_DEFECTS[defect](proto)
+    onnx.save(proto, str(target))
+    return target

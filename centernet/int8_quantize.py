@@ -9,9 +9,15 @@ QDQ format, int8 weights per output channel (symmetric), in one of two flavours:
               (QLinearConv, u8s8) with each ReLU folded into the Q before it. On this 2-core AVX2
               machine it ran 2.0x the FP32 graph's img/s while the tensorrt flavour ran 0.85x
               (its ReLUs and symmetric ranges leave float ops between the INT8 convs).
-Both put Q/DQ on every Conv / ConvTranspose input and weight, on both inputs and the output of
-each residual Add and around MaxPool (TensorRT fuses Conv -> Q and DQ -> Add; the rest run as
-INT8 pointwise kernels), and keep the FP16 graph's FP32 islands (onnx_export.fp32_islands): the
+Placement. tensorrt follows TensorRT's Q/DQ placement recommendations (developer guide, "Q/DQ
+Layer-Placement Recommendations"): Q/DQ on the inputs of every Conv / ConvTranspose (activation
+and per-channel weight) and around MaxPool, never on a conv's output, and on the *residual* input
+of each residual Add only, so that TensorRT fuses conv -> Add -> ReLU -> Q into one INT8 kernel
+(a Q/DQ pair on the conv-side input would split that fusion). ONNX Runtime quantizes both inputs
+of an Add; `_tensorrt_placement` then drops the pair on the conv-side input, as NVIDIA ModelOpt
+does (its remove_partial_input_qdq). The cpu flavour keeps ONNX Runtime's own placement (Q/DQ
+on op outputs too), which its CPU kernels fuse (QLinearConv, QLinearAdd).
+Both keep the FP16 graph's FP32 islands (onnx_export.fp32_islands): the
 uint8 -> normalised input prefix, and each head's last 1x1 Conv and the Sigmoid (scores near 1
 and box sizes keep FP32 resolution).
 Calibration batches are canvases made by the kit's own loader (dataset.make_loader ->
@@ -19,6 +25,7 @@ preprocess.CenterCanvas), from a COCO-layout folder or a folder of images.
 """
 
 import contextlib
+import io
 import json
 import logging
 import tempfile
@@ -36,6 +43,9 @@ DEFAULT_CALIB_IMAGES = 128
 CALIB_BATCH = 4
 PERCENTILE = 99.999
 FLAVOURS = ('tensorrt', 'cpu')
+# What the tensorrt flavour quantizes: the weighted ops, the residual Adds and MaxPool (whose
+# input and output share one scale); ReLUs and the rest stay float, fused by TensorRT.
+TENSORRT_OP_TYPES = ['Conv', 'ConvTranspose', 'Add', 'MaxPool']
 DEFAULT_FLAVOUR = 'tensorrt'
 METADATA_FLAVOUR = 'centernet.int8_flavour'
 METADATA_CALIBRATION = 'centernet.int8_calibration'
@@ -54,6 +64,31 @@ def calibration_records(calib_dir, classes, limit):
     if limit < 1:
         raise UserError(f'--calib_images must be at least 1, got {limit}')
     return images.records[:limit]
+
+
+GATE_IMAGES = 8
+
+
+def gate_inputs(calib_dir, classes, spec, calib_images, count=GATE_IMAGES,
+                batch_size=CALIB_BATCH):
+    """Check inputs for the INT8 precision gate, from the calibration folder: the `count` images
+    that follow the calibrated ones (all of them if the folder has fewer), else the first `count`
+    calibrated ones, as canvas batches made the way inference makes them.
+
+    An INT8 graph is sound for the images its ranges were calibrated on; a generated scene that a
+    trained model has never seen drives activations past those ranges (they clip, by design), so
+    the gate judges INT8 on the calibration folder's own kind of images.
+    Returns ([(canvases uint8 (B,H,W,3), borders float32 (B,4)), ...], the image paths)."""
+    from .dataset import ImageReader, canvas_batches, paste_batch
+    from .preprocess import CenterCanvas
+    records = calibration_records(calib_dir, classes, calib_images + count)
+    held_out = records[calib_images:] or records[:count]
+    canvas, reader = CenterCanvas(spec), ImageReader(records)  # indexed by record.index
+    inputs = []
+    for indices in canvas_batches(held_out, canvas, batch_size):
+        for part in paste_batch([reader[i] for i in indices], canvas).batches:
+            inputs.append((part.canvases.numpy(), part.borders.numpy()))
+    return inputs, [str(r.path) for r in held_out]
 
 
 class CanvasReader:
@@ -103,26 +138,60 @@ def _calibrate_method(name):
 
 
 def _flavour_options(flavour):
-    """(activation type, extra options) of a flavour (module docstring)."""
+    """(activation type, op types to quantize, extra options) of a flavour (module docstring)."""
     from onnxruntime.quantization import QuantType
     if flavour not in FLAVOURS:
         raise UserError(f'--int8_flavour {flavour!r}: choose one of {FLAVOURS}')
     if flavour == 'tensorrt':
-        return QuantType.QInt8, {'ActivationSymmetric': True, 'QuantizeBias': False,
-                                 'CalibTensorRangeSymmetric': True}
-    return QuantType.QUInt8, {'ActivationSymmetric': False, 'QuantizeBias': True}
+        return QuantType.QInt8, TENSORRT_OP_TYPES, {
+            'ActivationSymmetric': True, 'QuantizeBias': False, 'CalibTensorRangeSymmetric': True,
+            'OpTypesToExcludeOutputQuantization': ['Conv', 'ConvTranspose', 'Add']}
+    return QuantType.QUInt8, None, {'ActivationSymmetric': False, 'QuantizeBias': True}
+
+
+def _tensorrt_placement(proto):
+    """Drop the Q/DQ pair on the conv-side input of each residual Add (module docstring).
+
+    The model's blocks compute `relu(out + identity)` (model.BasicBlock), so input 0 of every
+    Add is the block's last conv and input 1 the residual (the block's input, or its downsample
+    conv), which stays quantized. A pair is dropped only where it serves that Add alone.
+    Returns how many pairs were dropped."""
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    readers = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    dropped = []
+    for add in [n for n in proto.graph.node if n.op_type == 'Add']:
+        dq = producer.get(add.input[0])
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == 'DequantizeLinear' \
+            else None
+        conv = producer.get(q.input[0]) if q is not None and q.op_type == 'QuantizeLinear' \
+            else None
+        if conv is None or conv.op_type not in ('Conv', 'ConvTranspose') \
+                or readers[dq.output[0]] != 1 or readers[q.output[0]] != 1:
+            continue
+        add.input[0] = q.input[0]
+        dropped += [q, dq]
+    for node in dropped:
+        proto.graph.node.remove(node)
+    used = {name for node in proto.graph.node for name in node.input}
+    for initializer in [t for t in proto.graph.initializer if t.name not in used]:
+        proto.graph.initializer.remove(initializer)
+    return len(dropped) // 2
 
 
 @contextlib.contextmanager
-def _quiet_root_logger():
+def _quiet_quantizer():
     """quantize_static logs, on the root logger, advice to run ORT's pre-processing (shape
     inference and onnxsim-style folding): export already simplified the graph, so the advice is
-    noise in a user's terminal."""
+    noise in a user's terminal; so are the histogram calibrators' progress prints on stdout."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)
 
@@ -145,15 +214,16 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
     records = calibration_records(calib_dir, classes, calib_images)
     reader = CanvasReader(records, spec)
     keep = ox.fp32_islands(proto)
-    activation_type, options = _flavour_options(flavour)
+    activation_type, op_types, options = _flavour_options(flavour)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         quantized_path = Path(folder) / 'int8.onnx'
-        with _quiet_root_logger():
+        with _quiet_quantizer():
             quantize_static(
                 proto, str(quantized_path), reader, quant_format=QuantFormat.QDQ,
                 per_channel=True, activation_type=activation_type, weight_type=QuantType.QInt8,
-                nodes_to_exclude=keep, calibrate_method=_calibrate_method(method),
+                op_types_to_quantize=op_types, nodes_to_exclude=keep,
+                calibrate_method=_calibrate_method(method),
                 extra_options={'WeightSymmetric': True, 'CalibStridedMinMax': 1,
                                'CalibPercentile': PERCENTILE, **options})
         seconds = time.perf_counter() - start
@@ -161,6 +231,8 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
             raise UserError(f'--calib {calib_dir}: none of the {len(records)} images could be '
                             'read, nothing to calibrate on')
         quantized = onnx.load(str(quantized_path))
+    if flavour == 'tensorrt':
+        _tensorrt_placement(quantized)
     calibration = dict(method=method, flavour=flavour, images=reader.images,
                        unreadable=len(reader.bad), source=str(calib_dir),
                        seconds=round(seconds, 2),

@@ -90,15 +90,17 @@ def tolerances(precision, spec):
         eps = SIGMA * u * math.sqrt(layers)
         return Tolerances('fp16', u, layers, eps, min_share=0.95, head_limit=2 * eps)
     # INT8: u = one step of a symmetric 8-bit scale relative to typical (not peak) activations.
-    # Calibrated on the trained stand-in (docs/int8.md, "Gate"): sound INT8 graphs (AP within
-    # 0.003 of FP32 on held-out scenes) reproduce 48-100% of the reference detections and reach
-    # up to 3.0x eps in the heatmap's p99.9 on these check inputs (seed 0, where the stand-in's
-    # heatmap is near ties; 82-100% and <= 0.5x on seeds 1 and 2), while a broken one (activation
-    # scales / 8) reproduces none. The share decides a broken graph; the head limit only catches
-    # gross errors.
+    # export.py judges INT8 on the calibration folder's own images (int8_quantize.gate_inputs):
+    # on generated scenes, which a trained model never saw, activations pass the calibrated
+    # ranges and sound calibrations (shares 0.14-0.62) overlap broken graphs (up to 0.28).
+    # min_share 0.5 was set from the sweep of the first trained stand-in (tools/int8_gate_sweep.py,
+    # docs/int8.md "Gate": sound calibrations 0.78-0.94, broken graphs 0.00-0.18). The second
+    # stand-in, held out, showed one broken graph (5-bit activations, AP -0.097) at share 0.56:
+    # detections alone miss it, its heads do not (p99.9 |diff| 1.8 eps; sound graphs <= 0.4 eps),
+    # so the head limit is eps (it was 4 eps, set on generated scenes), checked on a third one.
     u = 2.0 ** -7
     eps = SIGMA * u * math.sqrt(layers)
-    return Tolerances('int8', u, layers, eps, min_share=0.3, head_limit=4 * eps)
+    return Tolerances('int8', u, layers, eps, min_share=0.5, head_limit=eps)
 
 
 def check_inputs(spec, shapes=DEFAULT_SHAPES, seed=0):
@@ -232,31 +234,37 @@ class GateReport:
         return format_table(headers, rows, title=title)
 
     def to_dict(self) -> dict:
-        return _json_safe(dict(precision=self.precision, ok=self.ok, failures=self.failures,
+        return json_safe(dict(precision=self.precision, ok=self.ok, failures=self.failures,
                                tolerances=dataclasses.asdict(self.tolerances), rows=self.rows,
                                seconds=round(self.seconds, 2)))
 
 
-def _json_safe(value):
-    """inf/NaN (an overflowed graph's statistics) as None: strict JSON has no such numbers."""
+def json_safe(value):
+    """Plain JSON types: numpy scalars and arrays as Python ones, inf/NaN (an overflowed graph's
+    statistics) as None (strict JSON has no such numbers)."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
-def run_gate(reference_fn, candidate_fn, spec, precision, shapes=DEFAULT_SHAPES, end2end=False):
+def run_gate(reference_fn, candidate_fn, spec, precision, shapes=DEFAULT_SHAPES, end2end=False,
+             inputs=None):
     """reference_fn/candidate_fn: canvases (np.uint8 B,H,W,3) -> [heatmap, wh, offset] numpy.
-    Runs both over check_inputs and judges every shape; the report aggregates them.
+    Runs both over check_inputs (or `inputs`, [(canvases, borders), ...] made elsewhere: INT8's
+    come from its calibration folder, int8_quantize.gate_inputs) and judges every batch; the
+    report aggregates them.
 
     `end2end`: candidate_fn(canvases, borders) -> (boxes, scores, labels) instead (a graph that
     decodes itself); it is judged on detections only."""
     import time
     start, rows = time.perf_counter(), []
-    for canvases, borders in check_inputs(spec, shapes):
+    for canvases, borders in check_inputs(spec, shapes) if inputs is None else inputs:
         reference = reference_fn(canvases)
         if end2end:
             report = judge(reference, None, borders, precision, spec,

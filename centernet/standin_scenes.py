@@ -9,15 +9,14 @@ one to three objects on a textured background, no occlusion. Labels are COCO cla
 Every split is a pure function of its seed: the same seed writes the same files.
 """
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from coco_labels import COCO_CATEGORY_IDS, COCO_CLASSES
+from coco_labels import COCO_CLASSES
 
-from .synthetic import coco_categories
+from .synthetic import save_coco_set
 
 IMAGE_SIDE = 63          # (63 | 31) + 1 = 64: a 64x64 canvas, a 16x16 stride-4 map (CPU training)
 MIN_SIDE, MAX_SIDE = 10, 30
@@ -132,25 +131,11 @@ def write_split(root, split, count, seed=None):
     PNG, not JPEG: lossless, so the split is identical on every OpenCV build."""
     seed = SPLIT_SEEDS[split] if seed is None else seed
     folder = Path(root) / split
-    image_dir = folder / 'images' / 'val2017'
-    image_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    images, annotations = [], []
-    for index in range(count):
-        image_id = index + 1
-        file_name = f'{image_id:012d}.png'
-        picture, objects = scene(rng)
-        cv2.imwrite(str(image_dir / file_name), picture)
-        images.append({'id': image_id, 'file_name': file_name, 'width': picture.shape[1],
-                       'height': picture.shape[0]})
-        for x, y, w, h, label in objects:
-            annotations.append({'id': len(annotations) + 1, 'image_id': image_id,
-                                'category_id': COCO_CATEGORY_IDS[label], 'bbox': [x, y, w, h],
-                                'area': float(w * h), 'iscrowd': 0})
-    ann_file = folder / 'annotations' / 'instances_val2017.json'
-    ann_file.parent.mkdir(parents=True, exist_ok=True)
-    ann_file.write_text(json.dumps({'images': images, 'annotations': annotations,
-                                    'categories': coco_categories(),
-                                    'info': {'generator': 'centernet.standin_scenes',
-                                             'split': split, 'seed': seed}}))
+
+    def scenes():
+        for index in range(count):
+            yield (index + 1, f'{index + 1:012d}.png') + scene(rng)
+    save_coco_set(folder, scenes(), info={'generator': 'centernet.standin_scenes',
+                                          'split': split, 'seed': seed})
     return folder

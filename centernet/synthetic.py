@@ -4,7 +4,6 @@ Used by the tests, tools/gate_sweep.py, tools/make_golden.py (mmdet's golden out
 on exactly these weights) and by the benchmarks. Nothing here is used on a real run.
 """
 
-import json
 from pathlib import Path
 
 import cv2
@@ -95,32 +94,47 @@ def coco_categories():
             for cid, name in zip(COCO_CATEGORY_IDS, COCO_CLASSES)]
 
 
-def write_coco_dataset(root, sizes, seed=0, image_folder='images/val2017',
-                       ann_path='annotations/instances_val2017.json', first_id=1, quality=90):
-    """Write a COCO-format set under `root` in the reference layout; returns the annotation path.
+def save_coco_set(root, scenes, image_folder='images/val2017',
+                  ann_path='annotations/instances_val2017.json', params=(), info=None):
+    """Write generated scenes as a COCO-layout set under `root`; returns the annotation path.
 
-    Image ids are not in file order on purpose (evaluation must follow the annotation file).
-    """
+    scenes: (image_id, file_name, BGR picture, [(x, y, w, h, label index), ...]) in file order.
+    The annotation file is written last, atomically: an interrupted run leaves no set that looks
+    complete."""
+    from .fileio import write_json
     root = Path(root)
-    rng = np.random.default_rng(seed)
     (root / image_folder).mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
-    for index, (width, height) in enumerate(sizes):
-        image_id = first_id + (index * 7919) % 100003
-        file_name = f'{image_id:012d}.jpg'
-        picture, objects = scene(rng, width, height)
-        cv2.imwrite(str(root / image_folder / file_name), picture,
-                    [cv2.IMWRITE_JPEG_QUALITY, quality])
-        images.append({'id': image_id, 'file_name': file_name, 'width': width, 'height': height})
+    for image_id, file_name, picture, objects in scenes:
+        cv2.imwrite(str(root / image_folder / file_name), picture, list(params))
+        images.append({'id': image_id, 'file_name': file_name, 'width': picture.shape[1],
+                       'height': picture.shape[0]})
         for x, y, w, h, label in objects:
             annotations.append({'id': len(annotations) + 1, 'image_id': image_id,
                                 'category_id': COCO_CATEGORY_IDS[label],
                                 'bbox': [x, y, w, h], 'area': float(w * h), 'iscrowd': 0})
     ann_file = root / ann_path
     ann_file.parent.mkdir(parents=True, exist_ok=True)
-    ann_file.write_text(json.dumps({'images': images, 'annotations': annotations,
-                                    'categories': coco_categories()}))
+    record = {'images': images, 'annotations': annotations, 'categories': coco_categories()}
+    write_json(ann_file, dict(record, info=info) if info else record)
     return ann_file
+
+
+def write_coco_dataset(root, sizes, seed=0, image_folder='images/val2017',
+                       ann_path='annotations/instances_val2017.json', first_id=1, quality=90):
+    """Write a COCO-format set of generated scenes (JPEG) under `root` in the reference layout;
+    returns the annotation path.
+
+    Image ids are not in file order on purpose (evaluation must follow the annotation file).
+    """
+    rng = np.random.default_rng(seed)
+
+    def scenes():
+        for index, (width, height) in enumerate(sizes):
+            image_id = first_id + (index * 7919) % 100003
+            yield (image_id, f'{image_id:012d}.jpg') + scene(rng, width, height)
+    return save_coco_set(root, scenes(), image_folder, ann_path,
+                         params=(cv2.IMWRITE_JPEG_QUALITY, quality))
 
 
 def calibration_canvases(spec, count=4, height=224, width=288, seed=0):

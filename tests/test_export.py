@@ -166,6 +166,14 @@ def test_refused_fp16_is_kept_aside_and_fp32_reused(tmp_path, fp16_breaking_chec
     # --if-stale: the passed FP32 graph of this checkpoint is reused; the refused FP16 is not
     assert export_exit(argv[:-1] + ['fp32', '--if-stale']) == 0
     assert 'reusing the fp32 export' in capsys.readouterr().out
+    from centernet.export_cli import reuse_problem
+    from common import DEFAULT_CONFIG
+    for opset, simplify in ((18, True), (17, False)):  # options that change the graph
+        assert reuse_problem(out, 'fp32', fp16_breaking_checkpoint, DEFAULT_CONFIG,
+                             graph_options=dict(opset=opset, simplify=simplify)) == \
+            'made with other --opset/--no-simplify options'
+    assert reuse_problem(out, 'fp32', fp16_breaking_checkpoint, DEFAULT_CONFIG,
+                         graph_options=dict(opset=17, simplify=True)) is None
     assert export_exit(argv + ['--if-stale', '--skip-check']) == 0
     assert 'exporting again (its fp16 graph has status failed' in capsys.readouterr().out
     assert (tmp_path / 'centernet_fp16.onnx').is_file()  # unchecked, as asked, and so recorded

@@ -10,7 +10,7 @@ cpu), then, all on ONNX Runtime CPU:
     loader, decode and evaluation (what inference.py runs);
   - the share of FP32's confident detections (score >= 0.3) each keeps: same label, IoU >= 0.7
     and a score within 0.1;
-  - the precision gate (centernet.precision_gate) on its default check inputs;
+  - export.py's precision gate (centernet.precision_gate; INT8 on calibration-folder images);
   - engine-only img/s of FP32 and the INT8 graphs at batch 1, 512x672 canvases, interleaved
     round by round in one process so both see the same machine load;
   - calibration seconds.
@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from common import DEFAULT_CONFIG, run_main  # noqa: E402
 
 KEEP_SCORE, KEEP_IOU, KEEP_SCORE_DIFF = 0.3, 0.7, 0.1
+BROKEN = 'activation scales / 8 (every activation clipped)'  # a centernet.gate_cases defect
 
 
 def parse_args(argv):
@@ -84,26 +85,18 @@ def evaluate(path, folder, threads):
     return ap, (found.boxes, found.scores, found.labels)
 
 
-def gate(model, path):
+def gate(model, path, calib, calib_images):
+    """export.py's precision gate on `path`: INT8 on the calibration folder's images, as export
+    judges it (int8_quantize.gate_inputs), the others on the gate's generated scenes."""
     from centernet import onnx_export as ox
+    from centernet.int8_quantize import gate_inputs
     from centernet.precision_gate import run_gate
-    precision = ox.read_metadata(path)[2]['centernet.precision']
+    _, classes, meta = ox.read_metadata(path)
+    precision = meta['centernet.precision']
+    inputs = gate_inputs(calib, classes, model.spec, calib_images)[0] \
+        if precision == 'int8' else None
     return run_gate(lambda c: ox.run_torch(model, c), lambda c: ox.run_onnxruntime(path, c),
-                    model.spec, precision)
-
-
-def break_activation_scales(source, target, factor=1 / 8):
-    """A deliberately broken INT8 graph: every activation scale times `factor` (1/8: every
-    activation clipped to an eighth of its calibrated range). The gate must refuse it."""
-    import onnx
-    from onnx import numpy_helper
-    proto = onnx.load(str(source))
-    initializers = {t.name: t for t in proto.graph.initializer}
-    for name in {n.input[1] for n in proto.graph.node if n.op_type == 'QuantizeLinear'}:
-        scale = initializers[name]
-        scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * factor, name))
-    onnx.save(proto, str(target))
-    return target
+                    model.spec, precision, inputs=inputs)
 
 
 def engine_speed(paths, rounds, threads):
@@ -134,6 +127,7 @@ def benchmark(args):
     from centernet.checkpoint import load_model
     from centernet.config import load_spec
     from centernet.fileio import write_json
+    from centernet.gate_cases import make_broken_int8
     from centernet.int8_quantize import quantize_int8
     from centernet.report import environment, format_table
     data, out = Path(args.data), Path(args.out)
@@ -153,15 +147,15 @@ def benchmark(args):
             graphs[f'int8 {flavour} {method}'] = dict(path=path,
                                                       calib_seconds=calibration['seconds'])
     broken = out / 'standin_int8_broken.onnx'
-    graphs['int8 broken (scales/8)'] = dict(path=break_activation_scales(
-        graphs[f'int8 tensorrt {args.methods[0]}']['path'], broken))
+    graphs['int8 broken (scales/8)'] = dict(path=make_broken_int8(
+        graphs[f'int8 tensorrt {args.methods[0]}']['path'], broken, BROKEN))
     reference = None
     for name, entry in graphs.items():
         entry['ap'], detections = evaluate(entry['path'], data / 'test', args.threads)
         if reference is None:
             reference = detections
         entry['kept'], entry['fp32_confident'] = kept_share(reference, detections)
-        report = gate(model, entry['path'])
+        report = gate(model, entry['path'], data / 'train', args.calib_images)
         entry['gate_ok'], entry['gate'] = report.ok, report.to_dict()
         entry['gate_share'] = min(min(r['share'], r['share_back']) for r in report.rows)
         print(f'{name}: AP {entry["ap"]:.4f}', flush=True)

@@ -10,7 +10,6 @@ The default shapes are smaller than export.py's to keep the sweep to a few minut
 """
 
 import argparse
-import json
 import sys
 import tempfile
 import time
