@@ -44,6 +44,8 @@ class CocoImageSet:
     """COCO val2017 in the reference layout (or COCO's own), every image of the annotation file."""
 
     def __init__(self, root, classes):
+        """classes: the model's class names, mapped to the file's category ids (`cat_ids`);
+        None for a set read only for its images (INT8 calibration: any categories will do)."""
         from pycocotools.coco import COCO
         root = Path(root)
         if not root.is_dir():
@@ -72,8 +74,8 @@ class CocoImageSet:
             raise UserError(f'{self.ann_file} is malformed (missing field {exc}); download '
                             'annotations_trainval2017.zip again') from None
         # mmdet CocoDataset: label i <-> the file's category whose name is classes[i].
-        self.cat_ids = self.coco.getCatIds(catNms=list(classes))
-        if len(self.cat_ids) != len(classes):
+        self.cat_ids = [] if classes is None else self.coco.getCatIds(catNms=list(classes))
+        if classes is not None and len(self.cat_ids) != len(classes):
             names = {c['name'] for c in content['categories']}
             missing = [c for c in classes if c not in names]
             raise UserError(f'{self.ann_file}: categories {missing[:5]} are missing; the model\'s '

@@ -2,7 +2,7 @@
 
 Every graph is written to a temporary file beside its final path and judged by the precision gate
 (centernet/precision_gate.py: detections and robust head statistics vs PyTorch FP32, on
-image-like scenes); only a graph that passed is renamed to its final path. A refused one is kept
+generated image-like scenes; INT8 on images of its calibration folder); only a graph that passed is renamed to its final path. A refused one is kept
 as `<name>.rejected.onnx` for inspection and the run ends with one `error:` line (exit 2). The
 export report `<output stem>.export.json` records each output's verdict with the checkpoint's and
 the config's sha256, which `--if-stale` (the scripts) compares before reusing a file.
@@ -138,12 +138,11 @@ def calibration_request(args):
     another request."""
     if args.precision != 'int8' or not args.calib:  # export() says what is missing
         return None
-    from coco_labels import COCO_CLASSES
     from .int8_quantize import GATE_IMAGES, calibration_records
     digest = hashlib.sha256()
-    for record in calibration_records(args.calib, COCO_CLASSES,
-                                      args.calib_images + GATE_IMAGES):
-        digest.update(str(record.path).encode() + b'\0')
+    folder = Path(args.calib)
+    for record in calibration_records(folder, args.calib_images + GATE_IMAGES):
+        digest.update(str(Path(record.path).relative_to(folder)).encode() + b'\0')
         try:
             digest.update(Path(record.path).read_bytes())
         except OSError:  # unreadable: calibration reports it; the request still differs
@@ -163,9 +162,10 @@ def export(args, log=print):
     output = Path(args.output)
     if output.suffix != '.onnx':
         raise UserError(f'--output {output} must end in .onnx')
-    if args.precision == 'int8' and (not args.calib or args.end2end):
+    if args.precision == 'int8' and (not args.calib or args.end2end or args.static):
         raise UserError('--precision int8 needs --calib DIR (a COCO-layout folder or a folder of '
-                        'images to calibrate on) and the heads graph (no --end2end)')
+                        'images to calibrate on) and the dynamic heads graph (no --end2end, no '
+                        '--static: calibration runs every image on its own canvas shape)')
     start = time.perf_counter()
     model, classes = load_model(spec, args.weight)
     from coco_labels import COCO_CLASSES
@@ -184,11 +184,10 @@ def export(args, log=print):
             if not args.check:
                 return None
             inputs = None
-            if precision == 'int8' and not args.static:  # a static graph takes only its shape
+            if precision == 'int8':
                 from .int8_quantize import gate_inputs
-                inputs, images = gate_inputs(args.calib, classes, spec, args.calib_images)
-                log(f'int8: the precision gate judges {len(images)} images of {args.calib} '
-                    f'(after the {args.calib_images} calibrated on, where the folder has them)')
+                inputs, which = gate_inputs(args.calib, spec, args.calib_images)
+                log(f'int8: the precision gate judges {which}')
             verdict = gate_graph(reference, path, precision, spec, args.static, args.end2end,
                                  inputs)
             log(verdict.table())

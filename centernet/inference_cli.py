@@ -117,6 +117,8 @@ def run_accuracy(detector, args):
     if args.acc_target is not None and shown['mAP'] < args.acc_target:
         print(f'FAIL: AP {shown["mAP"]:.{AP_DECIMALS}f} is below --acc_target {args.acc_target}')
         return 1
+    if args.acc_target is not None:
+        print(f'PASS: AP {shown["mAP"]:.{AP_DECIMALS}f} meets --acc_target {args.acc_target}')
     return 0
 
 

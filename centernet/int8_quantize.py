@@ -6,9 +6,9 @@ QDQ format, int8 weights per output channel (symmetric), in one of two flavours:
     tensorrt  int8 activations, symmetric (zero point 0: TensorRT's only INT8 mode), FP32 biases
               (TensorRT quantizes no bias); ReLUs stay, between Q/DQ pairs;
     cpu       uint8 activations, asymmetric, int32 biases: ONNX Runtime's x86 CPU kernels
-              (QLinearConv, u8s8) with each ReLU folded into the Q before it. On this 2-core AVX2
-              machine it ran 2.0x the FP32 graph's img/s while the tensorrt flavour ran 0.85x
-              (its ReLUs and symmetric ranges leave float ops between the INT8 convs).
+              (QLinearConv, u8s8) with each ReLU folded into the Q before it. On a 2-core CPU it
+              ran 1.7-2.0x the FP32 graph's img/s; the tensorrt flavour, whose placement ONNX
+              Runtime does not fuse, 0.66-0.73x (docs/int8.md).
 Placement. tensorrt follows TensorRT's Q/DQ placement recommendations (developer guide, "Q/DQ
 Layer-Placement Recommendations"): Q/DQ on the inputs of every Conv / ConvTranspose (activation
 and per-channel weight) and around MaxPool, never on a conv's output, and on the *residual* input
@@ -51,15 +51,15 @@ METADATA_FLAVOUR = 'centernet.int8_flavour'
 METADATA_CALIBRATION = 'centernet.int8_calibration'
 
 
-def calibration_records(calib_dir, classes, limit):
-    """The first `limit` images of a COCO-layout folder (its annotation file's order) or of a
-    folder of images (sorted by name)."""
+def calibration_records(calib_dir, limit):
+    """The first `limit` images of a COCO-layout folder (its annotation file's order; its
+    categories do not matter) or of a folder of images (sorted by name)."""
     from .dataset import ANNOTATION_FILE, CocoImageSet, FolderImageSet
     folder = Path(calib_dir)
     if not folder.is_dir():
         raise UserError(f'--calib {folder}: not a folder; pass a COCO-layout folder (as '
                         '--datasets) or a folder of images')
-    images = CocoImageSet(folder, classes) if (folder / ANNOTATION_FILE).is_file() \
+    images = CocoImageSet(folder, None) if (folder / ANNOTATION_FILE).is_file() \
         else FolderImageSet(folder)
     if limit < 1:
         raise UserError(f'--calib_images must be at least 1, got {limit}')
@@ -69,26 +69,32 @@ def calibration_records(calib_dir, classes, limit):
 GATE_IMAGES = 8
 
 
-def gate_inputs(calib_dir, classes, spec, calib_images, count=GATE_IMAGES,
-                batch_size=CALIB_BATCH):
+def gate_inputs(calib_dir, spec, calib_images, count=GATE_IMAGES, batch_size=CALIB_BATCH):
     """Check inputs for the INT8 precision gate, from the calibration folder: the `count` images
-    that follow the calibrated ones (all of them if the folder has fewer), else the first `count`
-    calibrated ones, as canvas batches made the way inference makes them.
+    that follow the calibrated ones, topped up from the first calibrated ones where the folder
+    has fewer, as canvas batches made the way inference makes them.
 
     An INT8 graph is sound for the images its ranges were calibrated on; a generated scene that a
     trained model has never seen drives activations past those ranges (they clip, by design), so
     the gate judges INT8 on the calibration folder's own kind of images.
-    Returns ([(canvases uint8 (B,H,W,3), borders float32 (B,4)), ...], the image paths)."""
+    Returns ([(canvases uint8 (B,H,W,3), borders float32 (B,4)), ...], a few words on which
+    images they are). Unreadable images are left out; none left is a UserError."""
     from .dataset import ImageReader, canvas_batches, paste_batch
     from .preprocess import CenterCanvas
-    records = calibration_records(calib_dir, classes, calib_images + count)
-    held_out = records[calib_images:] or records[:count]
+    records = calibration_records(calib_dir, calib_images + count)
+    held_out = records[calib_images:]
+    chosen = held_out + records[:count - len(held_out)]
     canvas, reader = CenterCanvas(spec), ImageReader(records)  # indexed by record.index
-    inputs = []
-    for indices in canvas_batches(held_out, canvas, batch_size):
+    inputs, images = [], 0
+    for indices in canvas_batches(chosen, canvas, batch_size):
         for part in paste_batch([reader[i] for i in indices], canvas).batches:
             inputs.append((part.canvases.numpy(), part.borders.numpy()))
-    return inputs, [str(r.path) for r in held_out]
+            images += len(part.indices)
+    if not inputs:
+        raise UserError(f'--calib {calib_dir}: none of the {len(chosen)} images the INT8 '
+                        'precision gate checks could be read')
+    return inputs, (f'{images} images of {calib_dir} ({len(held_out)} after the '
+                    f'{calib_images} calibrated on, {len(chosen) - len(held_out)} of those)')
 
 
 class CanvasReader:
@@ -211,7 +217,7 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
     spec, classes, meta = ox.read_metadata(proto)
     if meta.get('centernet.precision', 'fp32') != 'fp32':
         raise UserError(f'{fp32_path} is not the FP32 export: INT8 calibrates the FP32 graph')
-    records = calibration_records(calib_dir, classes, calib_images)
+    records = calibration_records(calib_dir, calib_images)
     reader = CanvasReader(records, spec)
     keep = ox.fp32_islands(proto)
     activation_type, op_types, options = _flavour_options(flavour)

@@ -252,6 +252,7 @@ def test_ap_is_compared_as_printed(dataset, onnx_paths, tmp_path, monkeypatch, c
     table_row = out.split('IOU@0.5:0.95')[1].splitlines()[2]
     assert table_row.split()[-1] == shown
     assert (f'FAIL: AP {shown} is below --acc_target 0.255' in out) == (code == 1)
+    assert (f'PASS: AP {shown} meets --acc_target 0.255' in out) == (code == 0)
 
 
 def test_accuracy_run_estimates_its_run_time(dataset, onnx_paths, tmp_path, capsys):

@@ -17,7 +17,6 @@ from onnx import TensorProto
 from centernet import engine_build as eb
 from centernet import onnx_export as ox
 from centernet import standin_scenes
-from coco_labels import COCO_CLASSES
 from centernet.errors import UserError
 from centernet.int8_quantize import qdq_summary, quantize_int8
 
@@ -64,7 +63,7 @@ def test_calibration_feeds_are_the_canvases_inference_makes(spec, tmp_path):
     rng = np.random.default_rng(3)
     for index, (h, w) in enumerate([(63, 63), (40, 90), (63, 63), (100, 70)]):
         cv2.imwrite(str(tmp_path / f'{index}.png'), rng.integers(0, 256, (h, w, 3), np.uint8))
-    records = calibration_records(tmp_path, classes=(), limit=3)
+    records = calibration_records(tmp_path, limit=3)
     reader = CanvasReader(records, spec, batch_size=4)
     feeds = []
     while (feed := reader.get_next()) is not None:
@@ -199,6 +198,18 @@ def test_cli_int8_without_calib_is_one_error_line_and_no_file(checkpoint_path, t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_int8_static_is_refused_in_one_line_before_any_work(checkpoint_path, tmp_path,
+                                                                capsys):
+    calib = standin_scenes.write_split(tmp_path, 'train', 2)
+    output = tmp_path / 'out' / 'm.onnx'
+    output.parent.mkdir()
+    assert _export(['--weight', str(checkpoint_path), '--output', str(output), '--precision',
+                    'int8', '--calib', str(calib), '--static', '1x64x64']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'no --static' in err[0]
+    assert list(output.parent.iterdir()) == []
+
+
 def test_cli_int8_with_missing_calib_folder_leaves_nothing(checkpoint_path, tmp_path, capsys):
     output = tmp_path / 'm.onnx'
     assert _export(['--weight', str(checkpoint_path), '--output', str(output),
@@ -298,7 +309,7 @@ def standin(tmp_path_factory):
         pytest.skip(f'{STANDIN.relative_to(ROOT)} absent: make it with tools/train_standin.py')
     root = tmp_path_factory.mktemp('standin')
     return dict(checkpoint=STANDIN, test=standin_scenes.write_split(root, 'test', 500),
-                calib=standin_scenes.write_split(root, 'train', 64), root=root)
+                calib=standin_scenes.write_split(root, 'train', 72), root=root)
 
 
 def _inference_ap(argv, record):
@@ -337,19 +348,21 @@ def test_standin_int8_keeps_its_ap(standin, standin_int8):
     assert abs(int8 - fp32) <= INT8_MAX_AP_LOSS
 
 
-def test_precision_gate_refuses_a_broken_int8_graph(standin, standin_int8):
-    """Activation scales divided by 8 (every activation clipped to an eighth of its range): the
-    INT8 tolerances that pass the sound graph (standin_int8 fixture) must reject this one."""
+@pytest.mark.parametrize('defect', ['activation scales / 8 (every activation clipped)',
+                                    'activation scales x 8 (5-bit activations)'])
+def test_precision_gate_refuses_a_broken_int8_graph(standin, standin_int8, defect):
+    """Every activation clipped to an eighth of its range, or rounded to 8x coarser steps (the
+    case whose detections alone passed on the committed stand-in; its heads do not): the INT8
+    tolerances that pass the sound graph (standin_int8 fixture) must reject both."""
     from centernet.checkpoint import load_model
     from centernet.config import load_spec
     from centernet.int8_quantize import gate_inputs
     from centernet.precision_gate import run_gate
     from centernet.gate_cases import make_broken_int8
-    broken = make_broken_int8(standin_int8, standin['root'] / 'broken_int8.onnx',
-                              'activation scales / 8 (every activation clipped)')
+    broken = make_broken_int8(standin_int8, standin['root'] / 'broken_int8.onnx', defect)
     model, _ = load_model(load_spec(ROOT / 'centernet_r18_8xb16-crop512-140e_coco.py'),
                           standin['checkpoint'])
-    inputs, _ = gate_inputs(standin['calib'], COCO_CLASSES, model.spec, 64)  # export.py's
+    inputs, _ = gate_inputs(standin['calib'], model.spec, 64)  # export.py's
     report = run_gate(lambda c: ox.run_torch(model, c), lambda c: ox.run_onnxruntime(broken, c),
                       model.spec, 'int8', inputs=inputs)
     assert not report.ok

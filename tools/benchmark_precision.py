@@ -91,9 +91,9 @@ def gate(model, path, calib, calib_images):
     from centernet import onnx_export as ox
     from centernet.int8_quantize import gate_inputs
     from centernet.precision_gate import run_gate
-    _, classes, meta = ox.read_metadata(path)
+    meta = ox.read_metadata(path)[2]
     precision = meta['centernet.precision']
-    inputs = gate_inputs(calib, classes, model.spec, calib_images)[0] \
+    inputs = gate_inputs(calib, model.spec, calib_images)[0] \
         if precision == 'int8' else None
     return run_gate(lambda c: ox.run_torch(model, c), lambda c: ox.run_onnxruntime(path, c),
                     model.spec, precision, inputs=inputs)

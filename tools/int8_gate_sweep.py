@@ -65,6 +65,7 @@ def sweep(args):
     from centernet.int8_quantize import gate_inputs
     from centernet.report import format_table
     from benchmark_precision import evaluate
+    from coco_labels import COCO_CLASSES
     data, spec = Path(args.data), load_spec(args.cfg)
     for split in ('train', 'test'):
         if not (data / split / 'annotations' / 'instances_val2017.json').is_file():
@@ -72,7 +73,8 @@ def sweep(args):
     records, rows = [], []
     for weight in args.weight:
         model, classes = load_model(spec, weight)
-        inputs = {'calibration images': gate_inputs(data / 'train', classes, spec, 128)[0],
+        classes = classes or COCO_CLASSES
+        inputs = {'calibration images': gate_inputs(data / 'train', spec, 128)[0],
                   'generated scenes': gate.check_inputs(spec)}
         with tempfile.TemporaryDirectory() as folder:
             fp32 = ox.export_fp32(model, Path(folder) / 'fp32.onnx', classes=classes,
