@@ -83,7 +83,7 @@ def gate_inputs(calib_dir, spec, calib_images, count=GATE_IMAGES, batch_size=CAL
     from .preprocess import CenterCanvas
     records = calibration_records(calib_dir, calib_images + count)
     held_out = records[calib_images:]
-    chosen = held_out + records[:count - len(held_out)]
+    chosen = held_out + records[:calib_images][:count - len(held_out)]
     canvas, reader = CenterCanvas(spec), ImageReader(records)  # indexed by record.index
     inputs, images = [], 0
     for indices in canvas_batches(chosen, canvas, batch_size):
@@ -93,8 +93,10 @@ def gate_inputs(calib_dir, spec, calib_images, count=GATE_IMAGES, batch_size=CAL
     if not inputs:
         raise UserError(f'--calib {calib_dir}: none of the {len(chosen)} images the INT8 '
                         'precision gate checks could be read')
-    return inputs, (f'{images} images of {calib_dir} ({len(held_out)} after the '
-                    f'{calib_images} calibrated on, {len(chosen) - len(held_out)} of those)')
+    topped_up = len(chosen) - len(held_out)
+    which = f'{len(held_out)} after the {min(calib_images, len(records))} calibrated on' + (
+        f', and {topped_up} of those: the folder has no more' if topped_up else '')
+    return inputs, f'{images} images of {calib_dir} ({which})'
 
 
 class CanvasReader:

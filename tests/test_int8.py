@@ -198,6 +198,20 @@ def test_cli_int8_without_calib_is_one_error_line_and_no_file(checkpoint_path, t
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize('calib_images, held_out', [(3, 2), (5, 0), (10, 0)])
+def test_gate_inputs_are_held_out_images_topped_up_without_repeats(spec, tmp_path, calib_images,
+                                                                    held_out):
+    """export.py's INT8 gate images: those after the calibrated ones, topped up from the
+    calibrated ones, never one twice (a 5-image folder gives 5 whatever --calib_images is)."""
+    from centernet.int8_quantize import GATE_IMAGES, gate_inputs
+    folder = standin_scenes.write_split(tmp_path, 'train', 5)
+    inputs, which = gate_inputs(folder, spec, calib_images)
+    canvases = np.concatenate([c for c, _ in inputs])
+    assert len(canvases) == 5 < GATE_IMAGES
+    assert len({c.tobytes() for c in canvases}) == 5  # the scenes differ: no image twice
+    assert which.startswith(f'5 images of {folder} ({held_out} after the ')
+
+
 def test_cli_int8_static_is_refused_in_one_line_before_any_work(checkpoint_path, tmp_path,
                                                                 capsys):
     calib = standin_scenes.write_split(tmp_path, 'train', 2)
