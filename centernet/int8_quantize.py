@@ -79,15 +79,17 @@ def gate_inputs(calib_dir, spec, calib_images, count=GATE_IMAGES, batch_size=CAL
     the gate judges INT8 on the calibration folder's own kind of images.
     Returns ([(canvases uint8 (B,H,W,3), borders float32 (B,4)), ...], a few words on which
     images they are). Unreadable images are left out; none left is a UserError."""
-    from .dataset import ImageReader, canvas_batches, paste_batch
+    import dataclasses
+    from .dataset import make_loader
     from .preprocess import CenterCanvas
     records = calibration_records(calib_dir, calib_images + count)
     held_out = records[calib_images:]
-    chosen = held_out + records[:calib_images][:count - len(held_out)]
-    canvas, reader = CenterCanvas(spec), ImageReader(records)  # indexed by record.index
+    # re-indexed: the loader finds a record by its index, its position in the list it is given
+    chosen = [dataclasses.replace(record, index=position) for position, record in
+              enumerate(held_out + records[:calib_images][:count - len(held_out)])]
     inputs, images = [], 0
-    for indices in canvas_batches(chosen, canvas, batch_size):
-        for part in paste_batch([reader[i] for i in indices], canvas).batches:
+    for loaded in make_loader(chosen, CenterCanvas(spec), batch_size, workers=0):
+        for part in loaded.batches:
             inputs.append((part.canvases.numpy(), part.borders.numpy()))
             images += len(part.indices)
     if not inputs:
@@ -239,8 +241,7 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
             raise UserError(f'--calib {calib_dir}: none of the {len(records)} images could be '
                             'read, nothing to calibrate on')
         quantized = onnx.load(str(quantized_path))
-    if flavour == 'tensorrt':
-        _tensorrt_placement(quantized)
+    moved = _tensorrt_placement(quantized) if flavour == 'tensorrt' else 0
     calibration = dict(method=method, flavour=flavour, images=reader.images,
                        unreadable=len(reader.bad), source=str(calib_dir),
                        seconds=round(seconds, 2),
@@ -249,7 +250,8 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
     ox.save_derived(quantized, int8_path, meta, 'int8', keep, accept=accept,
                     **{METADATA_FLAVOUR: flavour, METADATA_CALIBRATION: json.dumps(calibration)})
     log(f'int8 ({flavour}): calibrated on {reader.images} images ({method}) in {seconds:.1f} s; '
-        f'kept {len(keep)} nodes in FP32')
+        f'kept {len(keep)} nodes in FP32' + (f'; residual Adds: {moved} conv-side Q/DQ pairs '
+                                            'dropped (TensorRT fusion)' if moved else ''))
     return calibration
 
 

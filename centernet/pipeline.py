@@ -197,3 +197,20 @@ def _store(result, batch, pending, bar, timer):
     result.shapes[shape] = result.shapes.get(shape, 0) + len(index)
     result.batches += 1
     bar.update(len(index))
+
+
+def folder_ap(backend, folder, batch_size=32):
+    """(COCO AP@[.5:.95], (boxes, scores, labels) per image) of `backend` on a COCO-layout
+    folder, through the same loader, detector and evaluation as inference.py (faster-coco-eval,
+    no progress bar); for the tools that compare models (stand-in training, precision
+    benchmarks), not a second inference path."""
+    from .dataset import CocoImageSet
+    from .evaluate import evaluate_coco, to_coco_results
+    images = CocoImageSet(folder, backend.classes)
+    found = detect_records(Detector(backend), images.records, batch_size, workers=0,
+                           progress=False)
+    ids = np.array([r.image_id for r in images.records])
+    results = to_coco_results(ids, found.boxes, found.scores, found.labels, images.cat_ids)
+    ap = evaluate_coco(images.coco, results, images.cat_ids, verbose=False,
+                       evaluator='faster')['mAP']
+    return ap, (found.boxes, found.scores, found.labels)

@@ -72,17 +72,8 @@ def kept_share(reference, candidate):
 def evaluate(path, folder, threads):
     """(AP, detections) of an ONNX on a COCO-layout split, as inference.py computes them."""
     from centernet.backends.onnxruntime_backend import OrtBackend
-    from centernet.dataset import CocoImageSet
-    from centernet.evaluate import evaluate_coco, to_coco_results
-    from centernet.pipeline import Detector, detect_records
-    backend = OrtBackend(path, threads=threads)
-    images = CocoImageSet(folder, backend.classes)
-    found = detect_records(Detector(backend), images.records, 32, workers=0, progress=False)
-    ids = np.array([r.image_id for r in images.records])
-    results = to_coco_results(ids, found.boxes, found.scores, found.labels, images.cat_ids)
-    ap = evaluate_coco(images.coco, results, images.cat_ids, verbose=False,
-                      evaluator='faster')['mAP']
-    return ap, (found.boxes, found.scores, found.labels)
+    from centernet.pipeline import folder_ap
+    return folder_ap(OrtBackend(path, threads=threads), folder)
 
 
 def gate(model, path, calib, calib_images):

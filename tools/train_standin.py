@@ -82,27 +82,11 @@ class SceneSet:
         return torch.from_numpy(canvases), boxes, labels
 
 
-@torch.no_grad()
-def evaluate(model, folder, classes, batch=50):
-    """COCO AP of `model` (FP32, in eval mode) on a split, with the kit's canvas and decode."""
-    from centernet.dataset import CocoImageSet, make_loader
-    from centernet.decode import decode_heads
-    from centernet.evaluate import evaluate_coco, to_coco_results
-    from centernet.preprocess import CenterCanvas
-    images = CocoImageSet(folder, classes)
-    spec = model.spec
-    canvas = CenterCanvas(spec)
-    results = []
-    ids = np.array([r.image_id for r in images.records])
-    for loaded in make_loader(images.records, canvas, batch, workers=0):
-        for part in loaded.batches:
-            boxes, scores, labels = decode_heads(*model(part.canvases), part.borders,
-                                                 stride=spec.stride, topk=spec.topk,
-                                                 kernel=spec.local_maximum_kernel)
-            results += to_coco_results(ids[part.indices], boxes.numpy(), scores.numpy(),
-                                       labels.numpy(), images.cat_ids)
-    return evaluate_coco(images.coco, results, images.cat_ids, verbose=False,
-                         evaluator='faster')['mAP']
+def evaluate(model, folder, classes):
+    """COCO AP of `model` (FP32, in eval mode) on a split, as inference.py computes it."""
+    from centernet.backends.torch_backend import TorchBackend
+    from centernet.pipeline import folder_ap
+    return folder_ap(TorchBackend.for_model(model, classes, device='cpu'), folder, 50)[0]
 
 
 def save_checkpoint(model, path, meta):
