@@ -36,6 +36,24 @@ def _raise_stopped(signum, _frame):
     raise Stopped(signal.Signals(signum).name)
 
 
+def _interrupt_in_chain(exc):
+    """The KeyboardInterrupt (Ctrl-C or Stopped) that `exc` was raised from, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _exit_stopped(exc):
+    how = exc.signal_name if isinstance(exc, Stopped) else 'Ctrl-C (SIGINT)'
+    print(f'error: stopped by {how}: no partial output was written; run the command again '
+          'to start over', file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
 def run_main(main, argv=None):
     """Run `main(argv)`; exit 0, its own code, or 2 with one `error:` line on stderr (UserError,
     Ctrl-C, SIGTERM)."""
@@ -47,10 +65,14 @@ def run_main(main, argv=None):
         print(f'error: {exc}', file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt as exc:
-        how = exc.signal_name if isinstance(exc, Stopped) else 'Ctrl-C (SIGINT)'
-        print(f'error: stopped by {how}: no partial output was written; run the command again '
-              'to start over', file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        _exit_stopped(exc)
+    except Exception as exc:
+        # A signal that lands inside code which wraps what it catches (a lazy import's
+        # dataclass __set_name__ turns it into RuntimeError) is still that signal.
+        stop = _interrupt_in_chain(exc)
+        if stop is None:
+            raise
+        _exit_stopped(stop)
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -343,6 +343,31 @@ def test_file_size_limit_of_the_machine(tmp_path, onnx_paths, dataset):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_signal_wrapped_by_the_code_it_hit_is_still_a_clean_stop(capsys):
+    """SIGTERM during a lazy import once reached run_main as RuntimeError ("Error calling
+    __set_name__"), because Python wraps what a descriptor's __set_name__ raises: it must still
+    be one error line and exit 2; an unrelated RuntimeError must still propagate."""
+    from common import Stopped, run_main
+
+    class Descriptor:
+        def __set_name__(self, owner, name):
+            raise Stopped('SIGTERM')  # where the signal handler raised it
+
+    def hit_during_class_creation(argv):
+        type('Imported', (), {'field': Descriptor()})
+
+    with pytest.raises(SystemExit) as done:
+        run_main(hit_during_class_creation)
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip() == ('error: stopped by SIGTERM: no partial output was '
+                                               'written; run the command again to start over')
+
+    def plain_bug(argv):
+        raise RuntimeError('a bug, not a signal')
+    with pytest.raises(RuntimeError, match='a bug'):
+        run_main(plain_bug)
+
+
 @pytest.mark.parametrize('signum, how', [(signal.SIGTERM, 'SIGTERM'),
                                          (signal.SIGINT, 'Ctrl-C (SIGINT)')])
 def test_signal_during_export_leaves_nothing(tmp_path, checkpoint_path, signum, how):
