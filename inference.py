@@ -2,6 +2,7 @@
 """CenterNet-R18 inference: COCO accuracy, performance, or annotated pictures.
 
     accuracy     python3 inference.py --engine centernet.engine --batchsize 32 --datasets D
+                 python3 inference.py --server localhost:8000 --datasets D   (through serve.py)
     performance  python3 inference.py --engine centernet.engine --batchsize 32 --perf_only
     pictures     python3 inference.py --engine centernet.onnx --images photo.jpg --out out/
 
@@ -78,6 +79,15 @@ def parse_args(argv):
                       help='untimed iterations first: a count instead of --warmup_seconds')
     perf.add_argument('--iterations', type=int,
                       help='timed iterations per tier: a count instead of --seconds')
+
+    server = parser.add_argument_group('accuracy through a server')
+    server.add_argument('--server', metavar='HOST:PORT',
+                        help='detect through the Triton server at HOST:PORT (its HTTP endpoint, '
+                             'from serve.py) instead of a local --engine: the accuracy mode as a '
+                             'client (needs requirements-serve.txt)')
+    server.add_argument('--concurrency', type=int,
+                        help='--server: requests in flight (default: the server\'s largest '
+                             'batch)')
 
     demo = parser.add_argument_group('pictures')
     demo.add_argument('--images', help='an image file or folder: draw detections into --out')

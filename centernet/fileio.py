@@ -115,3 +115,30 @@ def write_json(path, obj, indent=None):
         with open(tmp, 'w') as f:
             json.dump(obj, f, indent=indent)
             f.write('\n')
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a new temporary folder beside `path`; on success every file in it is fsynced and the
+    folder renamed to `path` (which must not exist yet), on any exception it is removed: a
+    reader sees the whole folder or none (Triton model repositories: serve.py
+    --write_repository)."""
+    import shutil
+    path = Path(path)
+    if path.exists():
+        raise UserError(f'{path} already exists: choose a new folder, or remove that one first')
+    folder = path.parent if str(path.parent) else Path('.')
+    if not folder.is_dir():
+        raise UserError(f'output folder {folder} does not exist: create it or choose another path')
+    tmp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.tmp')
+    try:
+        tmp.mkdir()
+        yield tmp
+        for file in sorted(p for p in tmp.rglob('*') if p.is_file() and not p.is_symlink()):
+            _fsync_file(file)
+        move_into_place(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and write_failure(path, exc):
+            raise write_failure(path, exc) from None
+        raise
