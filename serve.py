@@ -13,32 +13,14 @@ server is the tritonserver that nvidia-pytriton ships. docs/serving.md: queries 
 instances, replicas, native Triton.
 """
 
-from common import DEFAULT_CONFIG, ArgumentParser, run_main
+from common import ArgumentParser, add_model_arguments, run_main
 
 
 def parse_args(argv):
     parser = ArgumentParser(description=__doc__.splitlines()[0],
                             epilog='\n'.join(__doc__.splitlines()[2:]))
-    model = parser.add_argument_group('model (as inference.py)')
-    model.add_argument('--engine', metavar='MODEL',
-                       help='the model: .engine/.plan/.trt (TensorRT), .onnx (ONNX Runtime) or '
-                            '.pth/.pt (mmdet checkpoint: PyTorch model built from --cfg)')
-    model.add_argument('--backend', default='auto',
-                       choices=('auto', 'tensorrt', 'onnxruntime', 'torch'),
-                       help='auto: from the model file\'s suffix')
-    model.add_argument('--weight', metavar='CHECKPOINT',
-                       help='mmdet checkpoint for the torch backend (instead of --engine X.pth)')
-    model.add_argument('--cfg', default=DEFAULT_CONFIG, help='mmdet config, for --backend torch')
-    model.add_argument('--device', help='torch backend device: cuda (default if present) or cpu')
-    model.add_argument('--precision', choices=('fp16', 'fp32', 'int8'),
-                       help='torch backend: fp16 on CUDA (default), fp32 on CPU')
-    model.add_argument('--threads', type=int, default=0,
-                       help='ONNX Runtime intra-op threads per instance (0: one per physical '
-                            'core; with several --instances on a CPU, give each a share)')
-    model.add_argument('--cuda_graph', action='store_true',
-                       help='torch backend on CUDA: replay one CUDA graph per canvas shape')
-    model.add_argument('--compile', metavar='MODE',
-                       help='torch backend: torch.compile the network with MODE (default: off)')
+    add_model_arguments(parser, 'model (as inference.py)', cuda_graph_help=(
+        'torch backend on CUDA: replay one CUDA graph per canvas shape'))
 
     serving = parser.add_argument_group('serving')
     serving.add_argument('--host', default='0.0.0.0',

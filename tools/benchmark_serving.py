@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import serve  # noqa: E402
+from common import DEFAULT_CONFIG  # noqa: E402
 from centernet.backends import open_backend  # noqa: E402
 from centernet.dataset import CocoImageSet  # noqa: E402
 from centernet.fileio import write_json  # noqa: E402
@@ -53,7 +54,7 @@ def seeded_onnx(folder):
     from centernet.config import load_spec
     from centernet.model import build_model
     from centernet.synthetic import seeded_state_dict
-    spec = load_spec(serve.DEFAULT_CONFIG)
+    spec = load_spec(DEFAULT_CONFIG)
     checkpoint, onnx_path = folder / 'seeded.pth', folder / 'centernet.onnx'
     torch.save({'meta': {}, 'state_dict': seeded_state_dict(build_model(spec), 0)}, checkpoint)
     try:
@@ -154,7 +155,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--engine', help='model as serve.py takes it (default: a seeded ONNX)')
     parser.add_argument('--backend', default='auto')
-    parser.add_argument('--cfg', default=serve.DEFAULT_CONFIG)
+    parser.add_argument('--cfg', default=DEFAULT_CONFIG)
     parser.add_argument('--device')
     parser.add_argument('--precision')
     parser.add_argument('--threads', type=int, default=0, help='ONNX Runtime threads')
