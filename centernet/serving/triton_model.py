@@ -48,6 +48,11 @@ class TritonPythonModel:
     def execute(self, requests):
         return self.step.execute(requests, self.responses)
 
+    def finalize(self):
+        close = getattr(self.step, 'close', None)
+        if close is not None:
+            close()
+
 
 class Responses:
     """Reading request tensors and making responses, through triton_python_backend_utils."""
@@ -101,24 +106,25 @@ class RequestImages:
     """The decoded images of a batch of requests, with the requests that were refused.
 
     `items` is what dataset.paste_batch takes: (image number, image) per decoded image, image
-    numbers running over the whole batch; `owner[i]` is the request image i came from.
+    numbers running over the whole batch; `owner[i]` is the request image i came from. The
+    images are decoded by `decoder` threads (OpenCV releases the GIL), as inference.py's loader
+    decodes them.
     """
 
-    def __init__(self, requests, responses, canvas, max_canvas):
-        self.items, self.owner, self.refused = [], [], {}
-        self.counts = []
+    def __init__(self, requests, responses, canvas, max_canvas, decoder):
+        self.items, self.owner, self.refused, self.counts = [], [], {}, []
+        payloads = []
         for number, request in enumerate(requests):
             data = responses.input(request, contract.IMAGE).reshape(-1)
             self.counts.append(len(data))
-            for payload in data:
-                index = len(self.owner)
-                self.owner.append(number)
-                if number in self.refused:
-                    continue
-                try:
-                    self.items.append((index, read_image(payload, canvas, max_canvas)))
-                except UserError as exc:  # preprocess.BadImageError is one
-                    self.refused[number] = str(exc)
+            self.owner.extend([number] * len(data))
+            payloads.extend(data)
+        decoded = decoder.map(lambda payload: _decoded(payload, canvas, max_canvas), payloads)
+        for index, (image, problem) in enumerate(decoded):
+            if problem is None:
+                self.items.append((index, image))
+            else:
+                self.refused.setdefault(self.owner[index], problem)
 
     def refuse(self, indices, message):
         for index in indices:
@@ -128,6 +134,21 @@ class RequestImages:
         """This request's image numbers."""
         start = sum(self.counts[:number])
         return np.arange(start, start + self.counts[number])
+
+
+def _decoded(payload, canvas, max_canvas):
+    """(image, None), or (None, why it is refused)."""
+    try:
+        return read_image(payload, canvas, max_canvas), None
+    except UserError as exc:  # preprocess.BadImageError is one
+        return None, str(exc)
+
+
+def decoder_threads():
+    """The decoding threads of one model instance: one per core, at most 8 (the loader's)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from ..dataset import default_workers
+    return ThreadPoolExecutor(default_workers(), thread_name_prefix='decode')
 
 
 def read_image(payload, canvas, max_canvas):
@@ -157,11 +178,16 @@ class DetectorStep:
         self.detector = Detector(open_model(parameters, folder, gpu))
         self.max_canvas = tuple(json.loads(parameters[contract.MAX_CANVAS]))
         self.classes = ClassTable(self.detector.backend.classes)
+        self.decoder = decoder_threads()
+
+    def close(self):
+        self.decoder.shutdown()
 
     def execute(self, requests, responses):
         from ..dataset import paste_batch
         detector = self.detector
-        images = RequestImages(requests, responses, detector.canvas, self.max_canvas)
+        images = RequestImages(requests, responses, detector.canvas, self.max_canvas,
+                               self.decoder)
         loaded = paste_batch(images.items, detector.canvas,
                              pin_memory=detector.backend.device.type == 'cuda')
         topk = detector.spec.topk
@@ -195,10 +221,14 @@ class PreprocessStep:
         from ..preprocess import CenterCanvas
         self.canvas = CenterCanvas(CenterNetSpec.from_dict(json.loads(parameters[contract.SPEC])))
         self.max_canvas = tuple(json.loads(parameters[contract.MAX_CANVAS]))
+        self.decoder = decoder_threads()
+
+    def close(self):
+        self.decoder.shutdown()
 
     def execute(self, requests, responses):
         from ..dataset import paste_batch
-        images = RequestImages(requests, responses, self.canvas, self.max_canvas)
+        images = RequestImages(requests, responses, self.canvas, self.max_canvas, self.decoder)
         loaded = paste_batch(images.items, self.canvas)
         by_image = {}
         for batch in loaded.batches:
