@@ -25,6 +25,9 @@ def check_args(args):
     if args.max_canvas is not None and args.max_canvas < 32:
         raise UserError(f'--max_canvas must be at least 32 (canvas sides are multiples of 32), '
                         f'got {args.max_canvas}')
+    if args.log_file and not Path(args.log_file).resolve().parent.is_dir():
+        raise UserError(f'--log_file {args.log_file}: its folder does not exist: create it or '
+                        'choose another path')
     if not args.write_repository:
         if args.layout == 'ensemble' and args.network == 'native':
             raise UserError('the tritonserver in nvidia-pytriton has only the Python backend: '
@@ -69,6 +72,7 @@ def run(args):
     require('tritonclient.grpc.model_config_pb2', 'serve.py')
     if not args.write_repository:
         require('pytriton', 'serve.py')
+        endpoints(args).check_free()  # before the model takes its seconds to open
     served = describe_model(args)
     batching = Batching(args.batchsize, args.instances, args.max_queue_delay_us)
     layout = args.layout or ('ensemble' if args.write_repository else 'python')
@@ -89,23 +93,28 @@ def run(args):
         return serve(args, served, batching, repository, Path(scratch))
 
 
+def endpoints(args):
+    from .serving.server import Endpoints
+    return Endpoints(args.host, args.port, args.grpc_port, args.metrics_port)
+
+
 def serve(args, served, batching, repository, scratch):
-    from .serving.server import BundledServer, Endpoints, model_url
-    endpoints = Endpoints(args.host, args.port, args.grpc_port, args.metrics_port)
+    from .serving.server import BundledServer, model_url
+    where = endpoints(args)
     log_file = Path(args.log_file) if args.log_file else scratch / 'tritonserver.log'
     advice = (f'Triton\'s log: {log_file}' if args.log_file else
               'serve.py --log_file FILE keeps Triton\'s whole log')
-    server = BundledServer(repository, scratch / 'pytriton', endpoints, log_file, advice)
+    server = BundledServer(repository, scratch / 'pytriton', where, log_file, advice)
     print(f'starting Triton: {served.backend} ({served.describe.get("precision", "")}) on '
           f'{"GPU" if served.gpu else "CPU"}, {batching.instances} instance(s), dynamic batches '
           f'of up to {batching.max_batch} images (queue delay {batching.max_queue_delay_us} us), '
           f'canvases up to {served.max_canvas[1]}x{served.max_canvas[0]}', flush=True)
     server.start()
     try:
-        print(f'  HTTP     {model_url(endpoints)}/infer  (listening on {endpoints.host}:'
-              f'{endpoints.http_port})\n'
-              f'  gRPC     {endpoints.host}:{endpoints.grpc_port}\n'
-              f'  metrics  http://{endpoints.local_host}:{endpoints.metrics_port}/metrics\n'
+        print(f'  HTTP     {model_url(where)}/infer  (listening on {where.host}:'
+              f'{where.http_port})\n'
+              f'  gRPC     {where.host}:{where.grpc_port}\n'
+              f'  metrics  http://{where.local_host}:{where.metrics_port}/metrics\n'
               f'  the statistics, model-repository, shared-memory, trace and logging endpoints '
               f'take the header triton-access-token: {server.access_token}\n'
               f'  model repository {repository} (removed when the server stops; '

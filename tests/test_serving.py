@@ -295,6 +295,7 @@ def test_a_missing_pytriton_is_one_line_naming_the_requirements(capsys, monkeypa
     (['--port', '70000'], '--port must be a TCP port'),
     (['--grpc_port', '8000'], 'must differ'),
     (['--max_canvas', '16'], '--max_canvas must be at least 32'),
+    (['--log_file', '/no/such/folder/triton.log'], 'its folder does not exist'),
     (['--layout', 'ensemble', '--network', 'native'],
      'has only the Python backend: serve --layout ensemble with --network python'),
 ])

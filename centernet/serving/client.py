@@ -83,10 +83,12 @@ class ServedDetector:
         return client
 
     def close(self):
+        """Close every thread's connection; a later request opens a new one."""
         with self._lock:
             for client in self._clients:
                 client.close()
             self._clients.clear()
+            self._local = threading.local()
 
     def detect(self, data):
         """(boxes (topk, 4), scores (topk,), labels (topk,)) of one encoded image; Refused with
