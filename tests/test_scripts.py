@@ -157,7 +157,7 @@ def test_readme_lists_the_targets_the_scripts_use():
                             text=True, check=True).stdout.split()
     readme = (ROOT / 'README.md').read_text()
     quick_start = readme[readme.index('## Quick start'):readme.index('### The precision gate')]
-    listed = re.search(r'`ACC_TARGET` \(FP16 ([0-9.]+), INT8 ([0-9.]+), demo ([0-9.]+)\)',
+    listed = re.search(r'`ACC_TARGET`\s+\(FP16 ([0-9.]+), INT8 ([0-9.]+), demo ([0-9.]+)\)',
                        quick_start)
     assert listed, 'README Quick start must list ACC_TARGET (FP16 x, INT8 y, demo z)'
     assert list(listed.groups()) == values
