@@ -10,7 +10,7 @@ the config's sha256, which `--if-stale` (the scripts) compares before reusing a 
 (onnx_export.METADATA_GATE) for inference.py to warn; `--if-stale --skip-check` reuses such a
 graph, a gated request never does.
 
-Under a script (errors.running_script) the advice names the script's variables, not the flags.
+Under a script (errors.option_name) the advice names the script's variables, not the flags.
 """
 
 import hashlib
@@ -23,7 +23,7 @@ from . import onnx_export as ox
 from . import precision_gate as gate
 from .checkpoint import load_model, sha256_of
 from .config import load_spec
-from .errors import UserError, option_name, running_script
+from .errors import UserError, option_name
 from .fileio import move_into_place, write_json
 from .report import environment
 
@@ -264,23 +264,28 @@ def export(args, log=print):
     return 0
 
 
+# What to do about a refused graph: (export.py run by hand, export.py run by a script, whose
+# variables scripts/_common.sh and _int8.sh read).
+_REFUSAL_ADVICE = {
+    'fp32': ('an FP32 graph should match PyTorch: report it with the table above, or pass '
+             '--skip-check to write it unchecked',
+             'an FP32 graph should match PyTorch: report it with the table above'),
+    'fp16': ('use --precision fp32 for an FP32 model, or pass --skip-check to write it unchecked',
+             'BACKEND=onnxruntime runs the FP32 graph (on the CPU) instead, or report it with the '
+             'table above'),
+    'int8': ('calibrate on more or other images (--calib, --calib_images) or with another '
+             '--calib_method, or use --precision fp16/fp32, or pass --skip-check to write it '
+             'unchecked',
+             'calibrate on more or other images (CALIB_DIR=, CALIB_IMAGES=) or with another '
+             'CALIB_METHOD= (minmax, entropy, percentile), run FP16 with '
+             'scripts/infer_centernet_fp16_*.sh, or set INT8_UNCHECKED=1 to write and use it '
+             'unchecked (kept for later runs with that setting, with a warning each time)'),
+}
+
+
 def refusal_advice(precision):
-    """What to do about a refused graph, in the terms of the command the user ran: export.py's
-    flags, or the variables of the script that called it (scripts/_common.sh, _int8.sh)."""
-    if running_script() is None:
-        return {'fp32': 'an FP32 graph should match PyTorch: report it with the table above',
-                'fp16': 'use --precision fp32 for an FP32 model',
-                'int8': 'calibrate on more or other images (--calib, --calib_images) or with '
-                        'another --calib_method, or use --precision fp16/fp32'}[precision] + \
-            ', or pass --skip-check to write it unchecked'
-    return {'fp32': 'an FP32 graph should match PyTorch: report it with the table above',
-            'fp16': 'BACKEND=onnxruntime runs the FP32 graph (on the CPU) instead, or report it '
-                    'with the table above',
-            'int8': 'calibrate on more or other images (CALIB_DIR=, CALIB_IMAGES=) or with '
-                    'another CALIB_METHOD= (minmax, entropy, percentile), run FP16 with '
-                    'scripts/infer_centernet_fp16_*.sh, or set INT8_UNCHECKED=1 to write and use '
-                    'it unchecked (kept for later runs with that setting, with a warning each '
-                    'time)'}[precision]
+    """What to do about a refused graph, in the terms of the command the user ran."""
+    return option_name(*_REFUSAL_ADVICE[precision])
 
 
 def _written_unchecked(output):
@@ -298,9 +303,8 @@ def run_cli(args, log=print):
         if problem is None:
             gate = 'passed the precision gate'
             if not args.check and _written_unchecked(args.output):
-                gate = 'written WITHOUT the precision gate, as --skip-check asks'
-                if running_script():
-                    gate = 'written WITHOUT the precision gate, as INT8_UNCHECKED=1 asks'
+                gate = ('written WITHOUT the precision gate, as '
+                        f'{option_name("--skip-check", "INT8_UNCHECKED=1")} asks')
             log(f'{args.output}: reusing the {args.precision} export ({gate}, made from this '
                 f'checkpoint and config)')
             return 0

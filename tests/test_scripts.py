@@ -113,6 +113,23 @@ def test_another_checkpoint_or_a_refused_export_is_exported_again(journey):
     assert sorted(p.name for p in models.iterdir()) == ['centernet.export.json', 'centernet.onnx']
 
 
+def test_a_checkpoint_without_coco_runs_on_the_demo_scenes_and_says_what_that_means(journey):
+    """Either half given: the user's checkpoint, no DATASETS_DIR. The demo's test scenes, a
+    warning that the AP means nothing for COCO weights, no target (exit 0 whatever the AP)."""
+    root, checkpoints = journey
+    env = dict(env_for(root, checkpoints[42], 'models_41'), DATASETS_DIR='')
+    done = run_script('infer_centernet_fp16_accuracy.sh', env, '--record',
+                      str(root / 'acc_demo_scenes.json'), '--quiet')
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(f'== no DATASETS_DIR: {checkpoints[42]} runs on the bundled demo\'s '
+                            '500 generated scenes') and 'this AP means nothing' in first
+    record = json.loads((root / 'acc_demo_scenes.json').read_text())
+    assert record['images'] == 500 and 'standin-' in record['dataset']
+    assert '--acc_target' not in done.stdout and 'PASS' not in done.stdout
+    assert not (root / 'models_41' / 'standin-demo').exists()  # its own models, as with COCO
+
+
 @pytest.mark.parametrize('script, variables, message', [
     ('infer_centernet_fp16_accuracy.sh', {'DATASETS_DIR': '', 'DEMO_CACHE': '{tmp}/file/x'},
      "cannot make the folder for the demo's scenes {tmp}/file/x/standin-"),
