@@ -1,9 +1,10 @@
 """Atomic output files: a reader, a Ctrl-C, a full disk or a power cut never leaves half a file.
 
 Every file the kit writes (ONNX, engines, JSON records, detections, pictures) goes through
-`atomic_path` (a folder of files that is only of use complete, `atomic_folder`): the data goes to a temporary file beside the target, which is flushed to the disk
-(fsync) and only then renamed over the target; the folder is fsynced after the rename so the new
-name survives a crash too. A write the machine refuses (disk full, read-only, I/O error) becomes a
+`atomic_path` (a folder that is only of use complete, such as generated scenes, `atomic_folder`):
+the data goes to a temporary file beside the target, which is flushed to the disk (fsync) and
+only then renamed over the target; the folder is fsynced after the rename so the new name
+survives a crash too. A write the machine refuses (disk full, read-only, I/O error) becomes a
 UserError that names the path; the temporary file is removed and the target is left as it was.
 """
 
