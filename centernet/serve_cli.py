@@ -25,6 +25,10 @@ def check_args(args):
     if args.max_canvas is not None and args.max_canvas < 32:
         raise UserError(f'--max_canvas must be at least 32 (canvas sides are multiples of 32), '
                         f'got {args.max_canvas}')
+    if args.write_repository and Path(args.write_repository).exists():
+        # fileio.atomic_folder would leave an existing folder as it is
+        raise UserError(f'{args.write_repository} already exists: choose a new folder, or '
+                        'remove that one first')
     if args.log_file and not Path(args.log_file).resolve().parent.is_dir():
         raise UserError(f'--log_file {args.log_file}: its folder does not exist: create it or '
                         'choose another path')

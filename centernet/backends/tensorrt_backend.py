@@ -139,6 +139,10 @@ class TrtBackend(Backend):
         self._check_built_here()
         if warn_unchecked:
             self._warn_unless_checked()
+            warning = ox.gate_skipped_warning(self.record.get('onnx_metadata') or {},
+                                              f'the ONNX {self.engine_path} was built from')
+            if warning:
+                print(warning, file=sys.stderr)
         blob = self.engine_path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != self.record.get('engine_sha256'):
             raise UserError(f'{self.engine_path} does not match its sidecar (the engine file was '
