@@ -1,4 +1,4 @@
-"""The engine self-check (centernet.engine_check, build_engine.py) on the CPU.
+"""The engine self-check (centernet.engine.check, build_engine.py) on the CPU.
 
 The fake TensorRT engine (tests/fake_tensorrt.py) runs through the real TrtBackend, with a CPU
 stand-in for its CUDA side, and returns prepared outputs: ONNX Runtime's own FP32 outputs (a
@@ -20,8 +20,8 @@ import pytest
 import torch
 
 import build_engine
-from centernet import engine_build as eb
-from centernet import engine_check
+from centernet.engine import build as eb
+from centernet.engine import check as engine_check
 from centernet import onnx_export as ox
 from centernet.backends.onnxruntime_backend import OrtBackend
 from centernet.backends.tensorrt_backend import TrtBackend
@@ -104,12 +104,15 @@ def checked(trt, gpu, onnx_files, ort_fp32, tmp_path, monkeypatch):
         for onnx in onnx_files.values():
             shutil.copyfile(onnx, tmp_path / onnx.name)
         monkeypatch.setattr(engine_check, 'load_gate', gate)
-        monkeypatch.setattr(engine_check, 'open_engine',
-                            lambda path: TrtBackend(path, gpu=CpuStandIn(),
-                                                    warn_unchecked=False))
+        monkeypatch.setattr(engine_check, 'open_engine', open_on_cpu)
         trt.compute = lambda canvases: ENGINES[kind](ort_outputs(ort_fp32, canvases))
         return tmp_path
     return setup
+
+
+def open_on_cpu(path, rebuild_path=None):
+    """engine.check.open_engine with the CPU stand-in for the backend's CUDA side."""
+    return TrtBackend(path, gpu=CpuStandIn(), warn_unchecked=False, rebuild_path=rebuild_path)
 
 
 def cli(folder, *extra):

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from centernet import engine_build as eb
+from centernet.engine import build as eb
 from centernet import onnx_export as ox
 from centernet import standin_scenes
 from centernet.errors import UserError
@@ -262,7 +262,7 @@ def test_int8_engine_is_built_strongly_typed_from_the_qdq_onnx(install_trt, gpu,
 def test_int8_engine_self_check_is_against_its_own_qdq_onnx(int8_paths, onnx_paths):
     """The INT8 engine's reference is the Q/DQ graph it is built from (same scales), never the
     FP32 ONNX on generated scenes, where sound and broken calibrations overlap."""
-    from centernet import engine_check
+    from centernet.engine import check as engine_check
     assert engine_check.find_reference_onnx(int8_paths['tensorrt'], 'int8') == \
         int8_paths['tensorrt']
     with pytest.raises(UserError, match='drop --reference_onnx'):
@@ -276,14 +276,14 @@ def test_int8_engine_self_check_runs_the_qdq_onnx_beside_it(install_trt, gpu, in
     """A fake INT8 engine returning ONNX Runtime's outputs of the Q/DQ graph passes the real gate;
     one with two outputs swapped is refused and moved aside."""
     import torch
-    from centernet import engine_check
+    from centernet.engine import check as engine_check
     from centernet.backends.onnxruntime_backend import OrtBackend
     from centernet.backends.tensorrt_backend import TrtBackend
     from test_tensorrt_contract import CpuStandIn
     trt = install_trt(TRT10)
     qdq = OrtBackend(int8_paths['tensorrt'])
-    monkeypatch.setattr(engine_check, 'open_engine', lambda path: TrtBackend(
-        path, gpu=CpuStandIn(), warn_unchecked=False))
+    monkeypatch.setattr(engine_check, 'open_engine', lambda path, rebuild_path=None: TrtBackend(
+        path, gpu=CpuStandIn(), warn_unchecked=False, rebuild_path=rebuild_path))
 
     def compute(canvases):
         heatmap, wh, offset = [t.numpy() for t in qdq.infer(torch.from_numpy(canvases))]

@@ -1,12 +1,13 @@
-"""Contract tests for the TensorRT layer: centernet.engine_build, build_engine.py, TrtBackend.
+"""Contract tests for the TensorRT layer: centernet.engine, build_engine.py, TrtBackend.
 
 CONTRACT TESTS, NOT PROOF THAT TENSORRT WORKS. They run on CPU against tests/fake_tensorrt.py, a
-stand-in `tensorrt` module that records calls, with torch.cuda's GPU queries monkeypatched and a CPU
-stand-in for the backend's CUDA side. They check that our code asks TensorRT 10.x / 11.x for the
-right things through the documented Python API (strongly typed networks, never BuilderFlag.FP16,
-the optimisation profile, memory pool, timing cache, parser errors, set_input_shape /
-set_tensor_address / execute_async_v3) and that every failure is a one-line UserError. Whether
-TensorRT builds this model and matches ONNX Runtime needs a GPU with TensorRT installed.
+stand-in `tensorrt` / `tensorrt_rtx` module that records calls, with torch.cuda's GPU queries
+monkeypatched and a CPU stand-in for the backend's CUDA side. They check that our code asks
+TensorRT 10.x / 11.x and TensorRT for RTX for the right things through the documented Python API
+(strongly typed networks, never BuilderFlag.FP16, the optimisation profile, memory pool, timing
+cache, targets, runtime config and cache, parser errors, set_input_shape / set_tensor_address /
+execute_async_v3) and that every failure is a one-line UserError. The real builder builds every
+graph in tests/test_tensorrt_real_builder.py; running an engine needs a GPU.
 """
 
 import json
@@ -17,45 +18,39 @@ from pathlib import Path
 import pytest
 import torch
 
-from centernet import engine_build as eb
-from centernet import engine_parts as parts
+from centernet.engine import build as eb
+from centernet.engine import parts
 from centernet import onnx_export as ox
 from centernet.backends.tensorrt_backend import TrtBackend
-from centernet.config import CenterNetSpec, load_spec
+from centernet.config import CenterNetSpec
 from centernet.errors import UserError
-from centernet.model import build_model
-from centernet.synthetic import seeded_state_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_tensorrt  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / 'centernet_r18_8xb16-crop512-140e_coco.py'
-TRT10, TRT11 = '10.8.0.43', '11.0.0.12'
+TRT10, TRT11, RTX = '10.8.0.43', '11.0.0.12', fake_tensorrt.RTX_VERSION
 PROFILE = eb.Profile()  # batch 1..32 (opt 32), sides 32..672 (opt 672)
 
 
 # --- fixtures -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def onnx_files(tmp_path_factory):
-    """A real FP32 ONNX of the model (seeded weights standing in for the checkpoint) and its
-    FP16 form, once per module."""
-    folder = tmp_path_factory.mktemp('trt_onnx')
-    model = build_model(load_spec(CONFIG))
-    model.load_state_dict(seeded_state_dict(model, seed=0), strict=True)
-    fp32 = ox.export_fp32(model, folder / 'centernet.onnx', simplify=False,
-                          classes=[f'class{i}' for i in range(80)], log=lambda *a: None)
-    fp16 = ox.convert_fp16(fp32, folder / 'centernet_fp16.onnx', log=lambda *a: None)
-    return {'fp32': Path(fp32), 'fp16': Path(fp16)}
+def onnx_files(onnx_paths):
+    """The FP32 ONNX of the seeded model and its FP16 form, from export.py (conftest: once per
+    session)."""
+    return onnx_paths
 
 
 @pytest.fixture
 def install_trt(monkeypatch):
-    """install_trt(version) puts a fresh fake `tensorrt` into sys.modules and returns it."""
+    """install_trt(version) puts a fresh fake into sys.modules and returns it: `tensorrt` for
+    10.x / 11.x, `tensorrt_rtx` for 1.x (then `tensorrt` is made unimportable, so that
+    --runtime auto takes TensorRT for RTX, as on a machine with only that one)."""
     def install(version=TRT10):
         module = fake_tensorrt.make_fake_tensorrt(version)
-        monkeypatch.setitem(sys.modules, 'tensorrt', module)
+        if module.__name__ == 'tensorrt_rtx':
+            monkeypatch.setitem(sys.modules, 'tensorrt', None)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
         return module
     return install
 
@@ -228,12 +223,18 @@ def cache_keys(path):
 
 def test_timing_cache_is_reused_and_saved_back(trt, gpu, onnx_files, tmp_path):
     """Contract: first build starts an empty cache and writes it next to the engine; the second
-    build hands those bytes to create_timing_cache and saves the grown cache back."""
+    build hands those bytes to create_timing_cache and saves the grown cache back. Each says what
+    TensorRT did: a new cache, then the file reused."""
     cache_file = tmp_path / 'tensorrt_timing.cache'
-    build(onnx_files['fp16'], tmp_path / 'a.engine')
+    said = []
+    eb.build_engine(onnx_files['fp16'], tmp_path / 'a.engine', check=False, log=said.append)
     first = cache_file.read_bytes()
     assert len(cache_keys(cache_file)) == 1
-    build(onnx_files['fp16'], tmp_path / 'b.engine', profile=eb.Profile(max_batch=8, opt_batch=8))
+    eb.build_engine(onnx_files['fp16'], tmp_path / 'b.engine',
+                    profile=eb.Profile(max_batch=8, opt_batch=8), check=False, log=said.append)
+    assert [line.split(' (')[0] for line in said if line.startswith('timing cache:')] == [
+        f'timing cache: new; saved to {cache_file} after the build',
+        f'timing cache: reusing {cache_file}']
     assert trt.calls.timing_cache_blobs[:2] == [b'', first]
     assert trt.calls.timing_cache_attached == [(True, False), (True, False)]
     assert len(cache_keys(cache_file)) == 2  # the first build's timings and the second's
@@ -243,7 +244,8 @@ def test_timing_cache_save_keeps_what_another_build_saved_meanwhile(trt, tmp_pat
     """Contract (NVIDIA's updateTimingCacheFile): the save combines this build's timings into
     the file as it is at save time, so two builds sharing the file lose nothing."""
     path = tmp_path / 'shared.cache'
-    ours, theirs = trt.ITimingCache({'ours'}), trt.ITimingCache({'theirs'})
+    ours, theirs = (fake_tensorrt.timing_cache(trt, {'ours'}),
+                    fake_tensorrt.timing_cache(trt, {'theirs'}))
     config = trt.Builder(trt.Logger()).create_builder_config()
     parts.TimingCacheFile(path, quiet).save(config, theirs)  # another build, finished first
     parts.TimingCacheFile(path, quiet).save(config, ours)
@@ -271,7 +273,7 @@ def test_timing_cache_is_written_under_an_exclusive_lock_and_renamed(trt, tmp_pa
     monkeypatch.setattr(os, 'replace', replace)
     path = tmp_path / 'shared.cache'
     config = trt.Builder(trt.Logger()).create_builder_config()
-    parts.TimingCacheFile(path, quiet).save(config, trt.ITimingCache({'k'}))
+    parts.TimingCacheFile(path, quiet).save(config, fake_tensorrt.timing_cache(trt, {'k'}))
     lock = str(tmp_path / 'shared.cache.lock')
     assert events == [('flock', lock, fcntl.LOCK_EX), ('replace', str(path)),
                       ('flock', lock, fcntl.LOCK_UN)]
@@ -281,20 +283,21 @@ def test_timing_cache_is_written_under_an_exclusive_lock_and_renamed(trt, tmp_pa
 
 def test_build_shows_tensorrt_phases_as_progress_bars(trt, gpu, onnx_files, tmp_path, capsys):
     """Contract: config.progress_monitor is an initialised trt.IProgressMonitor; the phases the
-    builder reports become bars (a nested one indented, and cleared when it ends), the top one
-    reaches its step count, and every bar is closed."""
+    builder reports (the fake replays a real build's: tensorrt_rtx reports 5 steps of the top
+    phase's 6) become bars (a nested one indented, and cleared when it ends), a finished phase's
+    bar shows it complete, and every bar is closed."""
     build(onnx_files['fp16'], tmp_path / 'm.engine')
     [monitor] = trt.calls.progress_monitors
     assert isinstance(monitor, trt.IProgressMonitor) and monitor.bars == {}
     err = capsys.readouterr().err
-    assert 'Building engine: 100%' in err and '2/2' in err
-    assert '  Tactic timing:' in err
+    assert 'Building engine: 100%' in err and '6/6' in err
+    assert '  Cloning network graph:' in err
 
 
 def test_progress_bars_nest_at_any_depth(trt, gpu, onnx_files, tmp_path, monkeypatch):
     """Contract: a phase's bar sits one line below its parent's, at every depth (the fake
-    reports three levels). Regression: `parent.pos + 1` put the third level on line 0, since
-    tqdm keeps a fixed position as its negative."""
+    replays a real build: six levels). Regression: `parent.pos + 1` put the third level on
+    line 0, since tqdm keeps a fixed position as its negative."""
     import tqdm as tqdm_module
     positions = {}
 
@@ -305,7 +308,12 @@ def test_progress_bars_nest_at_any_depth(trt, gpu, onnx_files, tmp_path, monkeyp
 
     monkeypatch.setattr(tqdm_module, 'tqdm', Recording)
     build(onnx_files['fp16'], tmp_path / 'm.engine')
-    assert positions == {'Building engine': {0}, 'Tactic timing': {1}, 'Layer timing': {2}}
+    assert positions == {
+        'Building engine': {0}, 'Cloning network graph': {1},
+        'Preparing graph for optimization': {1}, 'Building engine from subgraph': {1},
+        'Optimizing graph': {2}, 'Computing profile costs': {2}, 'Timing tactics': {3},
+        'Determining refit engines': {3}, 'Timing graph nodes': {4},
+        'Timing tensor reformats': {4}, 'Computing reformatting costs': {5}}
     [monitor] = trt.calls.progress_monitors
     assert monitor.bars == {} and monitor.depths == {}
 
@@ -356,22 +364,26 @@ def test_failed_build_shows_the_errors_tensorrt_logged(trt, gpu, onnx_files, tmp
     assert not (tmp_path / 'm.engine').exists()
 
 
-def test_set_shape_runtime_error_is_explained(trt, onnx_files):
-    """Contract: IOptimizationProfile.set_shape raises RuntimeError (pybind11's
-    PY_ASSERT_RUNTIME_ERROR) on inconsistent shapes: one UserError naming the shapes."""
-    builder = eb.EngineBuilder(trt, 2**30, log=quiet)
-    unchecked = eb.Profile(min_batch=4, opt_batch=2)  # validate() would refuse it first
-    with pytest.raises(UserError, match=r'refused the optimisation profile min/opt/max '
-                                        r'4x32x32x3 / 2x672x672x3 / 32x672x672x3.*inconsistent'):
-        builder._profile(trt.Builder(builder.logger), unchecked, onnx_files['fp16'])
+def test_an_invalid_profile_keeps_tensorrts_reason(trt, gpu, onnx_files, tmp_path, monkeypatch):
+    """Contract: TensorRT refuses min > opt in add_optimization_profile (-1, the reason logged;
+    set_shape raises nothing): one UserError with the shapes and TensorRT's first logged reason,
+    not the build's later "no optimization profile has been defined". The kit's own check
+    (Profile.validate) is bypassed to let the profile reach TensorRT."""
+    monkeypatch.setattr(eb.Profile, 'validate', lambda self: self)
+    with pytest.raises(UserError) as error:
+        build(onnx_files['fp16'], tmp_path / 'm.engine',
+              profile=eb.Profile(min_batch=4, opt_batch=2))
+    message = str(error.value)
+    assert 'refused the optimisation profile min/opt/max canvas 4x32x32x3 / 2x672x672x3 / ' \
+           '32x672x672x3' in message
+    assert 'MIN<=OPT<=MAX' in message and 'no optimization profile' not in message
+    assert trt.calls.builds == 0 and not (tmp_path / 'm.engine').exists()
 
 
 @pytest.fixture(scope='module')
-def static_onnx(tmp_path_factory):
+def static_onnx(tmp_path_factory, model):
     """An FP32 ONNX exported with a fixed shape (export.py --static 2x96x128)."""
     folder = tmp_path_factory.mktemp('trt_static')
-    model = build_model(load_spec(CONFIG))
-    model.load_state_dict(seeded_state_dict(model, seed=0), strict=True)
     return Path(ox.export_fp32(model, folder / 'static.onnx', static_shape=(2, 96, 128),
                                simplify=False, classes=[f'c{i}' for i in range(80)],
                                log=quiet))
@@ -408,16 +420,24 @@ def test_profile_against_a_fixed_dimension_fails_the_fake_build_like_tensorrt(
         build(static_onnx, tmp_path / 'm.engine', precision='fp32')
 
 
-def test_timing_cache_from_another_tensorrt_starts_fresh(install_trt, gpu, onnx_files, tmp_path):
-    """Contract: TensorRT refuses another version's cache in create_timing_cache (None, an error
-    logged); the build starts a fresh cache and replaces the file."""
+def test_timing_cache_from_another_tensorrt_is_said_unused(install_trt, gpu, onnx_files, tmp_path):
+    """Contract: TensorRT does not refuse another version's cache in create_timing_cache: it
+    returns an empty one and logs a warning (the real tensorrt_rtx does so on foreign bytes). The
+    build says the file was not used, with TensorRT's words, never "reusing", and the file is
+    replaced by this version's cache."""
     cache_file = tmp_path / 'my.cache'
     install_trt(TRT10)
     build(onnx_files['fp16'], tmp_path / 'a.engine', timing_cache_path=cache_file)
+    first = cache_file.read_bytes()
     trt11 = install_trt(TRT11)
-    build(onnx_files['fp16'], tmp_path / 'b.engine', timing_cache_path=cache_file)
-    assert trt11.calls.timing_cache_blobs[1] == b''  # the foreign one failed, a fresh one made
+    said = []
+    eb.build_engine(onnx_files['fp16'], tmp_path / 'b.engine', 'fp16', PROFILE,
+                    timing_cache_path=cache_file, check=False, log=said.append)
+    assert trt11.calls.timing_cache_blobs[0] == first  # the file was handed to TensorRT
     assert trt11.calls.timing_cache_attached == [(True, False)]
+    [line] = [line for line in said if line.startswith('timing cache:')]
+    assert 'not used (TensorRT: Failed to deserialize timing cache' in line
+    assert 'reusing' not in ' '.join(said)
     assert json.loads(cache_file.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])['version'] == TRT11
 
 
@@ -438,9 +458,9 @@ def test_timing_cache_from_another_gpu_starts_fresh(trt, gpu, onnx_files, tmp_pa
 
 def test_parser_errors_are_all_printed_and_raised(trt, gpu, onnx_files, tmp_path, capsys):
     trt.parser_errors = [
-        fake_tensorrt.ParserError('UNSUPPORTED_NODE', 'no importer for op Foo', 3,
-                                      '/head/Foo', 'Foo'),
-        fake_tensorrt.ParserError('INVALID_GRAPH', 'dangling tensor x', -1)]
+        fake_tensorrt.parser_error(trt, 'UNSUPPORTED_NODE', 'no importer for op Foo', 3,
+                                   '/head/Foo', 'Foo'),
+        fake_tensorrt.parser_error(trt, 'INVALID_GRAPH', 'dangling tensor x', -1)]
     with pytest.raises(UserError) as error:
         build(onnx_files['fp16'], tmp_path / 'm.engine')
     message = str(error.value)
@@ -478,6 +498,7 @@ def assert_names_alternatives(message):
 
 def test_no_tensorrt_is_a_user_error_naming_alternatives(monkeypatch, gpu, onnx_files, tmp_path):
     monkeypatch.setitem(sys.modules, 'tensorrt', None)  # `import tensorrt` raises ImportError
+    monkeypatch.setitem(sys.modules, 'tensorrt_rtx', None)  # and so does TensorRT for RTX
     for attempt in (lambda: build(onnx_files['fp16'], tmp_path / 'm.engine'),
                     lambda: eb.engine_is_current(tmp_path / 'm.engine', onnx_files['fp16'],
                                                  'fp16', PROFILE),

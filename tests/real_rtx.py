@@ -1,0 +1,24 @@
+"""The real TensorRT for RTX module for the tests that hold the kit and its fake to it.
+
+`tensorrt_rtx` (requirements-test.txt: tensorrt-rtx 1.7.x) installs on any x86-64 Linux machine and
+builds engines without a GPU; where it cannot be imported, the tests that need it skip, all with
+this one reason.
+"""
+
+import importlib
+
+import pytest
+
+REASON = ('tensorrt_rtx (TensorRT for RTX) cannot be imported here: pip install '
+          '"tensorrt-rtx>=1.7,<1.8" (requirements-test.txt) to build with the real builder')
+
+
+def load():
+    try:
+        return importlib.import_module('tensorrt_rtx')
+    except (ImportError, OSError):
+        return None
+
+
+rtx = load()
+requires_rtx = pytest.mark.skipif(rtx is None, reason=REASON)
