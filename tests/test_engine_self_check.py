@@ -21,6 +21,7 @@ import torch
 
 import build_engine
 from centernet.engine import build as eb
+from centernet.engine.profile import FixedShape
 from centernet.engine import check as engine_check
 from centernet import onnx_export as ox
 from centernet.backends.onnxruntime_backend import OrtBackend
@@ -136,7 +137,7 @@ def test_check_shapes_cover_the_profile_extremes():
     assert engine_check.check_shapes(eb.Profile()) == [((1, 32, 32), 1), ((2, 672, 32), 2),
                                                        ((4, 672, 672), 32)]
     assert engine_check.check_shapes(eb.Profile(2, 2, 2, 64, 64, 64)) == [((2, 64, 64), 2)]
-    assert engine_check.check_shapes(eb.FixedShape(2, 96, 128)) == [((2, 96, 128), 2)]
+    assert engine_check.check_shapes(FixedShape(2, 96, 128)) == [((2, 96, 128), 2)]
 
 
 def test_the_reference_is_the_fp32_onnx_found_by_its_fp16_name(onnx_files, tmp_path):

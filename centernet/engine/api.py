@@ -204,6 +204,10 @@ class TensorRTApi:
     def configure_targets(self, config, targets):
         """Nothing to set: the engine is for the GPU the builder runs on."""
 
+    def targets_set(self, config):
+        """The targets as the builder config holds them (None: TensorRT has no such setting)."""
+        return None
+
     def compatibility(self, record, gpu):
         """(errors, warnings): why this library cannot load the engine the sidecar `record`
         describes on `gpu`, and what only costs speed."""
@@ -307,6 +311,11 @@ class RtxApi(TensorRTApi):
             if not config.set_compute_capability(member, index):
                 raise UserError(f'TensorRT for RTX refused compute capability {member.name} as '
                                 f'target {index}: pass --compute_capability portable')
+
+    def targets_set(self, config):
+        """[] for the library's default, else the ComputeCapability names, read back."""
+        return [config.get_compute_capability(index).name
+                for index in range(config.num_compute_capabilities)]
 
     def compatibility(self, record, gpu):
         errors = _runtime_mismatch(record, self)

@@ -29,7 +29,7 @@ from ..errors import UserError
 from . import check as engine_check
 from . import parts
 from .api import import_tensorrt
-from .profile import SIDE_MULTIPLE, FixedShape, Profile, resolve_profile  # noqa: F401
+from .profile import Profile, resolve_profile
 from .sidecar import (SIDECAR_FORMAT, engine_is_current, read_sidecar, remove_engine,
                       sibling_engine, sidecar_path, write_engine)
 
@@ -123,7 +123,8 @@ class BuiltEngine:
 
     serialized: object
     network: dict
-    profile_shapes: dict  # input name -> (min, opt, max), read back from the profile
+    profile_shapes: dict  # input name -> [min, opt, max], read back from the profile
+    targets_set: list     # TensorRT for RTX: the ComputeCapability names read back ([]: default)
 
 
 class EngineBuilder:
@@ -171,7 +172,8 @@ class EngineBuilder:
             self._raise_build_errors(onnx_path, profile)
         if timing_cache is not None:
             timing_cache.save(config, cache)
-        return BuiltEngine(serialized, describe_network(network), profile_shapes)
+        return BuiltEngine(serialized, describe_network(network), profile_shapes,
+                           self.api.targets_set(config))
 
     def _add_profile(self, builder, config, profile, onnx_path, end2end):
         """One optimisation profile for every input; the shapes as TensorRT then holds them.
@@ -190,8 +192,7 @@ class EngineBuilder:
                                  type(exc).__name__)
         if config.add_optimization_profile(optimization_profile) < 0:
             self._refuse_profile(shapes, onnx_path, 'TensorRT logged no reason')
-        return {name: tuple(tuple(int(d) for d in shape)
-                            for shape in optimization_profile.get_shape(name))
+        return {name: [[int(d) for d in shape] for shape in optimization_profile.get_shape(name)]
                 for name in shapes}
 
     def _refuse_profile(self, shapes, onnx_path, fallback):
@@ -285,6 +286,7 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
         compute_capability=gpu.compute_capability if gpu else None,
         targets=list(targets.capabilities),
         targets_requested=targets.request,
+        compute_capabilities_set=built.targets_set,
         precision=precision,
         strongly_typed=True,
         tf32=False,

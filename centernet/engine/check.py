@@ -164,7 +164,7 @@ def check_engine(engine, reference_onnx, profile, precision, spec, log=print):
 def pending_record(reference_onnx, profile, reason):
     """The `self_check` of an engine that cannot run where it was built: what the check at its
     first load on a GPU will compare it with."""
-    return dict(_record(reference_onnx, profile), status='pending', reason=reason)
+    return dict(_record(Path(reference_onnx).resolve(), profile), status='pending', reason=reason)
 
 
 def _record(reference_onnx, profile):
