@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from centernet.engine import build as eb
-from centernet.engine import parts
+from centernet.engine import parts, sidecar
 from centernet import onnx_export as ox
 from centernet.backends.tensorrt_backend import TrtBackend
 from centernet.config import CenterNetSpec
@@ -754,3 +754,155 @@ def test_backend_refuses_canvases_on_another_gpu(engine):
                                     device=torch.device('cuda', 1))
     with pytest.raises(UserError, match='canvases are on cuda:1, the engine runs on cuda:0'):
         backend.run(on_gpu1)
+
+
+# --- TensorRT for RTX (the fake's tensorrt_rtx flavour) -----------------------------------------
+
+@pytest.fixture
+def rtx(install_trt, gpu):
+    """A fake tensorrt_rtx as the only TensorRT, on an RTX 4090 (sm 8.9) unless a test moves."""
+    gpu.name, gpu.capability = 'NVIDIA GeForce RTX 4090', (8, 9)
+    return install_trt(RTX)
+
+
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+
+
+def test_rtx_builds_without_a_gpu_for_its_portable_targets(rtx, onnx_files, tmp_path,
+                                                           monkeypatch):
+    """--runtime auto takes TensorRT for RTX when `tensorrt` does not import; with no GPU it
+    builds: no compute capability set (the library's default), no timing cache touched, the
+    sidecar says runtime, version, targets, no GPU, and a pending self-check."""
+    no_gpu(monkeypatch)
+    record = build(onnx_files['fp16'], tmp_path / 'm.engine', check=True)
+    assert rtx.calls.compute_capabilities == [['portable']]
+    assert rtx.calls.timing_cache_blobs == [] and rtx.calls.timing_cache_attached == []
+    assert rtx.calls.network_flags == [1]
+    assert (record['runtime'], record['runtime_version']) == ('tensorrt-rtx', RTX)
+    assert record['targets'] == ['8.0', '8.6', '8.9', '12.0', '12.1']
+    assert (record['gpu'], record['timing_cache']) == (None, None)
+    assert record['self_check']['status'] == 'pending'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['m.engine', 'm.engine.json']
+
+
+def test_rtx_targets_current_and_a_list(rtx, gpu, onnx_files, tmp_path):
+    """current: ComputeCapability.CURRENT on this GPU (recorded as its capability); a list:
+    those members in that order; a GPU the library does not know is refused in one line."""
+    record = build(onnx_files['fp16'], tmp_path / 'a.engine', runtime='tensorrt-rtx',
+                   compute_capability='current')
+    assert record['targets'] == ['8.9'] and record['compute_capabilities_set'] == ['CURRENT']
+    assert record['gpu'] == 'NVIDIA GeForce RTX 4090'
+    record = build(onnx_files['fp16'], tmp_path / 'b.engine', compute_capability='8.6, 8.9')
+    assert rtx.calls.compute_capabilities[-1] == ['SM86', 'SM89']
+    assert record['targets'] == ['8.6', '8.9'] and record['targets_requested'] == 'list'
+    with pytest.raises(UserError, match='does not target this GPU .*sm 9.0.*--runtime tensorrt'):
+        gpu.capability = (9, 0)
+        build(onnx_files['fp16'], tmp_path / 'c.engine', compute_capability='current')
+
+
+def test_compute_capability_is_refused_for_tensorrt(trt, gpu, onnx_files, tmp_path):
+    with pytest.raises(UserError, match='--compute_capability 8.6: TensorRT builds for the GPU '
+                                        'it runs on .*the flag is for --runtime tensorrt-rtx'):
+        build(onnx_files['fp16'], tmp_path / 'm.engine', compute_capability='8.6')
+    assert trt.calls.builds == 0
+
+
+def test_rtx_backend_runs_eager_shapes_with_a_runtime_cache_beside_the_engine(rtx, onnx_files,
+                                                                              tmp_path):
+    """The context comes from an IRuntimeConfig: EAGER shape specialisation (a new shape is
+    compiled before it runs: no fallback kernel ever runs), CUDA graphs off, the runtime cache
+    file loaded and saved after each new shape; a second load reuses its kernels."""
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine)
+    said = []
+    backend = TrtBackend(engine, gpu=CpuStandIn(), log=said.append)
+    assert rtx.calls.validity_queries == 1
+    assert [set(c) for c in rtx.calls.contexts] == [{'runtime_config'}]
+    config = backend._context_state[0]
+    assert config.dynamic_shapes_kernel_specialization_strategy == \
+        rtx.DynamicShapesKernelSpecializationStrategy.EAGER
+    assert config.cuda_graph_strategy == rtx.CudaGraphStrategy.DISABLED
+    assert any('runtime cache: none at' in line for line in said)
+    for shape in ((1, 64, 64), (2, 96, 64), (1, 64, 64)):
+        backend.infer(torch.zeros((*shape, 3), dtype=torch.uint8))
+    assert rtx.calls.fallback_runs == []
+    assert rtx.calls.jit_compiles == [(1, 64, 64, 3), (2, 96, 64, 3)]
+    cache = tmp_path / 'm.engine.runtime_cache'
+    assert cache.is_file()
+    said.clear()
+    again = TrtBackend(engine, gpu=CpuStandIn(), log=said.append)
+    assert rtx.calls.runtime_cache_loads == [True]
+    assert any(line.startswith(f'runtime cache: reusing the compiled kernels in {cache}')
+               for line in said)
+    again.infer(torch.zeros((2, 96, 64, 3), dtype=torch.uint8))
+    assert rtx.calls.jit_compiles == [(1, 64, 64, 3), (2, 96, 64, 3)]  # none compiled again
+
+
+def test_the_fakes_lazy_strategy_runs_a_fallback_kernel_first(rtx, onnx_files, tmp_path):
+    """The fake itself: under LAZY (the library's default) a new shape runs on a fallback
+    kernel, so the EAGER test above would see a LAZY regression."""
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine)
+    blob = engine.read_bytes()
+    cuda_engine = rtx.Runtime(rtx.Logger()).deserialize_cuda_engine(blob)
+    context = cuda_engine.create_execution_context(
+        runtime_config=cuda_engine.create_runtime_config())
+    context.set_input_shape('canvas', (1, 64, 64, 3))
+    for name in ('canvas', 'heatmap', 'wh', 'offset'):
+        context.set_tensor_address(name, 1)
+    context.execute_async_v3(0)
+    assert rtx.calls.fallback_runs == [(1, 64, 64, 3)]
+
+
+def test_rtx_runtime_cache_from_another_gpu_is_said_and_replaced(rtx, gpu, onnx_files, tmp_path):
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine)
+    TrtBackend(engine, gpu=CpuStandIn(), log=quiet)
+    gpu.capability = (8, 6)
+    said = []
+    TrtBackend(engine, gpu=CpuStandIn(), log=said.append)
+    assert rtx.calls.runtime_cache_loads == [False]
+    assert any('was made for another GPU, driver or TensorRT for RTX version' in line
+               for line in said)
+    cache = json.loads((tmp_path / 'm.engine.runtime_cache').read_bytes()[
+        len(fake_tensorrt.RUNTIME_CACHE_MAGIC):])
+    assert cache['compute_capability'] == '8.6'
+
+
+def test_rtx_engine_for_other_targets_is_refused(rtx, gpu, onnx_files, tmp_path):
+    """Built for this GPU only (current, sm 8.9), opened on an sm 8.6 card: one line from the
+    sidecar's targets. With the sidecar edited to claim 8.6, the library's own validity query
+    refuses it (UNSUPPORTED_CC) before deserialising."""
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine, compute_capability='current')
+    gpu.capability = (8, 6)
+    with pytest.raises(UserError, match=r'was built for compute capabilities 8.9, and this GPU '
+                                        r'.* is 8.6: rebuild it with .*--compute_capability '
+                                        r'current --force'):
+        TrtBackend(engine, gpu=CpuStandIn())
+    sidecar = tmp_path / 'm.engine.json'
+    record = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps(dict(record, targets=['8.6', '8.9'])))
+    with pytest.raises(UserError, match=r'TensorRT for RTX .* says .* cannot run here .*'
+                                        r'UNSUPPORTED_CC.*not among its targets'):
+        TrtBackend(engine, gpu=CpuStandIn())
+    assert rtx.calls.deserialized == 0
+
+
+def test_rtx_staleness_compares_runtime_and_targets(rtx, onnx_files, tmp_path, monkeypatch):
+    onnx = copy_onnx(onnx_files['fp16'], tmp_path)
+    copy_onnx(onnx_files['fp32'], tmp_path)  # the self-check's reference
+    engine = tmp_path / 'm.engine'
+    build(onnx, engine)
+    current, reason = sidecar.engine_is_current(engine, onnx, 'fp16', PROFILE,
+                                                require_check=False)
+    assert current and 'built by TensorRT for RTX' in reason and 'portable' in reason
+    current, reason = sidecar.engine_is_current(engine, onnx, 'fp16', PROFILE,
+                                                require_check=False, compute_capability='current')
+    assert not current and 'targets: built with portable: 8.0' in reason and 'now current: 8.9' \
+        in reason
+    no_gpu(monkeypatch)  # without a GPU: nothing more to compare, and a pending check is fine
+    build(onnx, engine, check=True)
+    current, reason = sidecar.engine_is_current(engine, onnx, 'fp16', PROFILE)
+    assert current and 'self-check pending' in reason, reason
