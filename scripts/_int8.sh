@@ -26,6 +26,9 @@ prepare_int8_backend() {
   BATCH="${BATCHSIZE:-$GPU_BATCHSIZE}" DEFAULT_PERF_IMAGES= PERF_MODEL_ARGS=()
   case "$backend" in
     tensorrt) flavour=tensorrt ;;
+    tensorrt-rtx)  # its support matrix lists INT8 only for weight-only GEMMs: the CPU graph runs
+      echo "== TensorRT for RTX lists INT8 only for weight-only quantized GEMMs, not for this model's INT8 convolutions (docs/tensorrt.md): the INT8 graph runs on ONNX Runtime (CPU) instead" >&2
+      flavour=cpu backend=onnxruntime BATCH="${BATCHSIZE:-$CPU_BATCHSIZE}" DEFAULT_PERF_IMAGES=64 ;;
     torch|onnxruntime)  # the torch backend has no INT8: without TensorRT the CPU graph runs
       flavour=cpu backend=onnxruntime BATCH="${BATCHSIZE:-$CPU_BATCHSIZE}" DEFAULT_PERF_IMAGES=64 ;;
   esac

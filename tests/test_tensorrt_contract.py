@@ -906,3 +906,46 @@ def test_rtx_staleness_compares_runtime_and_targets(rtx, onnx_files, tmp_path, m
     build(onnx, engine, check=True)
     current, reason = sidecar.engine_is_current(engine, onnx, 'fp16', PROFILE)
     assert current and 'self-check pending' in reason, reason
+
+
+# --- which TensorRT the scripts take (scripts/_common.sh pick_backend) ---------------------------
+
+SITE = '''
+import sys
+import torch
+sys.path.insert(0, {tests!r})
+import fake_tensorrt
+torch.cuda.is_available = lambda: {gpu!r} is not None
+torch.cuda.current_device = lambda: 0
+torch.cuda.get_device_name = lambda index=None: 'NVIDIA Fake'
+torch.cuda.get_device_capability = lambda index=None: {gpu!r}
+for name, version in {modules!r}.items():
+    sys.modules[name] = fake_tensorrt.make_fake_tensorrt(version) if version else None
+'''
+
+
+@pytest.mark.parametrize('gpu_capability, modules, picked, words', [
+    ((9, 0), {'tensorrt': TRT10, 'tensorrt_rtx': RTX}, 'tensorrt', 'TensorRT imports'),
+    ((8, 9), {'tensorrt': None, 'tensorrt_rtx': RTX}, 'tensorrt-rtx',
+     'TensorRT for RTX 1.7.1.116 targets this GPU (NVIDIA Fake, sm 8.9)'),
+    ((9, 0), {'tensorrt': None, 'tensorrt_rtx': RTX}, 'torch',
+     'TensorRT for RTX does not target this GPU (NVIDIA Fake, sm 9.0)'),
+    ((8, 6), {'tensorrt': None, 'tensorrt_rtx': None}, 'torch', 'neither TensorRT nor'),
+    (None, {'tensorrt': TRT10}, 'onnxruntime', None),
+])
+def test_the_scripts_pick_tensorrt_then_rtx_on_its_targets_then_torch(tmp_path, gpu_capability,
+                                                                      modules, picked, words):
+    """pick_backend itself, run by bash with a Python whose GPU and TensorRT modules are the
+    test's (a sitecustomize): what it prints, and the line that says why."""
+    import subprocess
+    (tmp_path / 'sitecustomize.py').write_text(SITE.format(
+        tests=str(Path(__file__).resolve().parent), gpu=gpu_capability, modules=modules))
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(['bash', '-c', 'source scripts/_common.sh && pick_backend'], cwd=root,
+                          env={**__import__('os').environ, 'PYTHONPATH': str(tmp_path),
+                               'PYTHON': sys.executable, 'BACKEND': ''},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == picked
+    if words:
+        assert words in done.stderr and 'the engine runs on' in done.stderr

@@ -381,7 +381,7 @@ def runtime_for_this_gpu():
     if gpu is None:
         return None, 'no CUDA GPU is visible'
     try:
-        return import_tensorrt('tensorrt').runtime, f'TensorRT on {gpu.name}'
+        return import_tensorrt('tensorrt').runtime, f'TensorRT imports, on {gpu.name}'
     except UserError:
         pass
     try:
