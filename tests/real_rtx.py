@@ -6,6 +6,7 @@ this one reason.
 """
 
 import importlib
+import types
 
 import pytest
 
@@ -22,3 +23,21 @@ def load():
 
 rtx = load()
 requires_rtx = pytest.mark.skipif(rtx is None, reason=REASON)
+
+
+def parse(onnx_path):
+    """The real ONNX parser on `onnx_path`, its log kept quiet (the caller reads the parser's
+    errors): .parsed, .network, .parser, and the builder and logger they need alive."""
+    class Quiet(rtx.ILogger):
+        def __init__(self):
+            rtx.ILogger.__init__(self)
+
+        def log(self, severity, msg):
+            pass
+
+    logger = Quiet()
+    builder = rtx.Builder(logger)
+    network = builder.create_network(1 << int(rtx.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = rtx.OnnxParser(network, logger)
+    return types.SimpleNamespace(parsed=parser.parse_from_file(str(onnx_path)), network=network,
+                                 parser=parser, builder=builder, logger=logger)

@@ -385,3 +385,26 @@ def test_a_pending_engine_opened_directly_warns(pending, capsys):
     TrtBackend(folder / 'm.engine', gpu=CpuStandIn())
     err = capsys.readouterr().err
     assert 'has a pending self-check' in err and 'centernet.backends.open_backend' in err
+
+
+def test_an_rtx_engine_built_on_its_target_is_checked_at_once_and_keeps_its_kernels(
+        install_trt, gpu, onnx_files, ort_fp32, tmp_path, monkeypatch):
+    """With a target GPU present the check runs right after the build, as with TensorRT; the
+    kernels compiled for it (the staging engine's runtime cache) stay with the installed engine,
+    and nothing of the staging engine is left."""
+    rtx = install_trt(RTX)
+    gpu.name, gpu.capability = 'NVIDIA GeForce RTX 4090', (8, 9)
+    for onnx in onnx_files.values():
+        shutil.copyfile(onnx, tmp_path / onnx.name)
+    monkeypatch.setattr(engine_check, 'load_gate', lambda: StandInGate)
+    monkeypatch.setattr(engine_check, 'open_engine', open_on_cpu)
+    rtx.compute = lambda canvases: ort_outputs(ort_fp32, canvases)
+    assert build_engine.main(cli(tmp_path, '--compute_capability', 'current')) == 0
+    record = json.loads((tmp_path / 'm.engine.json').read_text())
+    assert record['self_check']['status'] == 'passed' and record['targets'] == ['8.9']
+    assert sorted(p.name for p in tmp_path.glob('m*')) == [
+        'm.engine', 'm.engine.json', 'm.engine.runtime_cache']
+    compiled = len(rtx.calls.jit_compiles)
+    backend = TrtBackend(tmp_path / 'm.engine', gpu=CpuStandIn(), log=lambda *a: None)
+    backend.infer(torch.zeros((1, 64, 64, 3), dtype=torch.uint8))  # a shape the check ran
+    assert rtx.calls.runtime_cache_loads == [True] and len(rtx.calls.jit_compiles) == compiled

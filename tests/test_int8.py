@@ -345,27 +345,16 @@ def test_the_cpu_flavour_graph_is_refused_as_the_real_parser_refuses_it(int8_pat
     """build_engine.py refuses the CPU-flavour graph in one line naming --int8_flavour
     tensorrt, before any build; and the real parser does refuse that graph (its int32 biases
     into DequantizeLinear), so the refusal is TensorRT's rule, not the kit's taste."""
-    from real_rtx import rtx
+    import real_rtx
     from test_tensorrt_real_builder import run_cli, the_error_line
     code, _, err = run_cli(['--model', str(int8_paths['cpu']), '--engine',
                             str(tmp_path / 'm.engine'), '--precision', 'int8', '--runtime',
                             'tensorrt-rtx'])
     assert code == 2 and 'export with --int8_flavour tensorrt' in the_error_line(err)
     assert not (tmp_path / 'm.engine').exists()
-
-    class Logger(rtx.ILogger):
-        def __init__(self):
-            rtx.ILogger.__init__(self)
-
-        def log(self, severity, msg):
-            pass
-
-    logger = Logger()
-    network = rtx.Builder(logger).create_network(
-        1 << int(rtx.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = rtx.OnnxParser(network, logger)
-    assert not parser.parse_from_file(str(int8_paths['cpu']))
-    said = ' '.join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+    parsed = real_rtx.parse(int8_paths['cpu'])
+    assert not parsed.parsed
+    said = ' '.join(str(parsed.parser.get_error(i).desc()) for i in range(parsed.parser.num_errors))
     assert 'DequantizeLinear' in said and 'Int32' in said, said
 
 

@@ -786,6 +786,18 @@ def test_rtx_builds_without_a_gpu_for_its_portable_targets(rtx, onnx_files, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ['m.engine', 'm.engine.json']
 
 
+def test_rtx_built_on_a_gpu_it_does_not_target_leaves_the_check_pending(rtx, gpu, onnx_files,
+                                                                         tmp_path):
+    """A portable engine built on an H200 (sm 9.0, not a target) cannot run there: its check
+    waits for a target GPU instead of failing (and rejecting the engine) where it cannot run."""
+    gpu.name, gpu.capability = 'NVIDIA H200', (9, 0)
+    record = build(onnx_files['fp16'], tmp_path / 'm.engine', check=True)
+    assert record['self_check']['status'] == 'pending'
+    assert 'built on a GPU it does not target (NVIDIA H200, sm 9.0)' in \
+        record['self_check']['reason']
+    assert rtx.calls.executions == [] and (tmp_path / 'm.engine').is_file()
+
+
 def test_rtx_targets_current_and_a_list(rtx, gpu, onnx_files, tmp_path):
     """current: ComputeCapability.CURRENT on this GPU (recorded as its capability); a list:
     those members in that order; a GPU the library does not know is refused in one line."""

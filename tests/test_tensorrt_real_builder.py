@@ -27,6 +27,7 @@ from centernet.engine import build as eb
 from centernet.engine.profile import Profile
 from centernet.errors import UserError
 from common import run_main
+import real_rtx
 from real_rtx import REASON, rtx
 
 pytestmark = pytest.mark.skipif(rtx is None, reason=REASON)
@@ -109,19 +110,9 @@ def onnx_io(path):
 
 def reparsed_io(path):
     """The network's I/O as the real parser reads `path`, parsed again here."""
-    class Logger(rtx.ILogger):
-        def __init__(self):
-            rtx.ILogger.__init__(self)
-
-        def log(self, severity, msg):
-            pass
-
-    logger = Logger()
-    builder = rtx.Builder(logger)
-    network = builder.create_network(1 << int(rtx.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = rtx.OnnxParser(network, logger)
-    assert parser.parse_from_file(str(path))
-    return eb.describe_network(network)
+    parsed = real_rtx.parse(path)
+    assert parsed.parsed
+    return eb.describe_network(parsed.network)
 
 
 # --- every graph builds ---------------------------------------------------------------------

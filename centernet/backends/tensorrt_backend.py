@@ -223,8 +223,8 @@ class TrtBackend(Backend):
         if check.get('status') == 'passed':
             return
         if check.get('status') == 'pending':
-            print(f'warning: {self.engine_path} has a pending self-check (built without a GPU), '
-                  'and it runs only when the engine is opened through '
+            print(f'warning: {self.engine_path} has a pending self-check (it could not run where '
+                  'it was built), and it runs only when the engine is opened through '
                   'centernet.backends.open_backend (as inference.py does): these detections are '
                   'not verified against ONNX Runtime', file=sys.stderr)
             return

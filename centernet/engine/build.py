@@ -18,6 +18,7 @@ what the engine was built from and for.
 
 import dataclasses
 import datetime
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from . import parts
 from .api import import_tensorrt
 from .profile import Profile, resolve_profile
 from .sidecar import (SIDECAR_FORMAT, engine_is_current, read_sidecar, remove_engine,
-                      sibling_engine, sidecar_path, write_engine)
+                      runtime_cache_path, sibling_engine, sidecar_path, write_engine)
 
 PRECISIONS = ('fp16', 'fp32', 'int8')
 PRECISION_KEY = 'centernet.precision'
@@ -311,6 +312,8 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
     record['self_check'] = _self_check(built.serialized, engine_path, record, source, reference,
                                        profile, check, gpu, log)
     write_engine(built.serialized, engine_path, record)
+    if record['self_check']['status'] != 'passed':  # else the check's kernels were moved there
+        runtime_cache_path(engine_path).unlink(missing_ok=True)  # an older engine's kernels
     log(f'wrote {engine_path} ({engine_path.stat().st_size / 2**20:.1f} MiB) in {seconds:.1f} s, '
         f'and {sidecar_path(engine_path)} (self-check: {record["self_check"]["status"]})')
     return record
@@ -357,6 +360,11 @@ def _self_check(serialized, engine_path, record, source, reference, profile, che
         return engine_check.pending_record(
             reference, profile, 'built without a GPU: the check runs at the engine\'s first load '
                                 'on a GPU, before it is used')
+    if gpu.compute_capability not in record['targets']:  # TensorRT for RTX, for other GPUs
+        return engine_check.pending_record(
+            reference, profile, f'built on a GPU it does not target ({gpu.name}, sm '
+                                f'{gpu.compute_capability}): the check runs at the engine\'s '
+                                'first load on one of its targets, before it is used')
     return _checked(serialized, engine_path, record, reference, profile, source.spec, log)
 
 
@@ -372,6 +380,10 @@ def _checked(serialized, engine_path, record, reference, profile, spec, log):
         remove_engine(staging)
         raise
     if result['status'] == 'passed':
+        # The kernels TensorRT for RTX compiled for the check are the installed engine's too
+        # (the same bytes): its runtime cache goes along.
+        if runtime_cache_path(staging).is_file():
+            os.replace(runtime_cache_path(staging), runtime_cache_path(engine_path))
         remove_engine(staging)
         return result
     rejected = sibling_engine(engine_path, 'rejected')

@@ -184,8 +184,9 @@ def _failed_record(reference_onnx, profile, failure, log):
 
 def open_checked_engine(engine_path, log=print, **options):
     """TrtBackend for `engine_path`, self-checked first when its sidecar says the check is
-    pending (an engine built without a GPU): the result goes into the sidecar, and an engine
-    that fails, now or before, is refused (UserError) as build_engine.py refuses one."""
+    pending (built without a GPU, or on one it does not target): the result goes into the
+    sidecar, and an engine that fails, now or before, is refused (UserError) as build_engine.py
+    refuses one."""
     backend = TrtBackend(engine_path, warn_unchecked=False, log=log, **options)
     check = backend.record.get('self_check') or {}
     status = check.get('status')
@@ -195,11 +196,10 @@ def open_checked_engine(engine_path, log=print, **options):
     if status == 'failed':
         reference = check.get('reference_onnx', 'model.onnx')
         failures = check.get('failures') or ['no failure recorded']
-        raise UserError(f'{engine_path} failed its self-check ({failures[0]}; '
-                        f'{len(failures)} failure(s), recorded in its '
-                        f'sidecar), so it is not used: rebuild it with '
-                        f'{rebuild_command(backend.record, engine_path)}, or run on ONNX Runtime '
-                        f'meanwhile (inference.py --engine {reference})')
+        raise UserError(f'{engine_path} failed its self-check ({failures[0]}; {len(failures)} '
+                        f'failure(s), recorded in its sidecar), so it is not used: rebuild it '
+                        f'with {rebuild_command(backend.record, engine_path)}, or run on ONNX '
+                        f'Runtime meanwhile (inference.py --engine {reference})')
     backend.warn_unless_checked()
     return backend
 
@@ -210,12 +210,12 @@ def _check_at_first_load(backend, pending, log):
     expected = pending.get('reference_onnx_sha256')
     if not reference.is_file() or sha256_of(reference) != expected:
         what = 'is gone' if not reference.is_file() else 'has changed since the build'
-        raise UserError(f'{path} was built without a GPU and its self-check is pending, but its '
-                        f'reference ONNX {reference} {what}: put that file back, or rebuild the '
-                        f'engine with {rebuild_command(backend.record, path)}')
+        raise UserError(f'{path} could not run where it was built and its self-check is '
+                        f'pending, but its reference ONNX {reference} {what}: put that file '
+                        f'back, or rebuild the engine with {rebuild_command(backend.record, path)}')
     gpu = backend.gpu_info
-    log(f'self-check: {path} was built without a GPU; checking it now, at its first load on '
-        f'{gpu.name} (sm {gpu.compute_capability}), before it is used')
+    log(f'self-check: {path} could not run where it was built; checking it now, at its first '
+        f'load on {gpu.name} (sm {gpu.compute_capability}), before it is used')
     profile = profile_from_dict(backend.record['profile'])
     result = check_engine(backend, reference, profile, backend.record['precision'], backend.spec,
                           log)

@@ -87,7 +87,8 @@ def write_engine(serialized, path, record):
 
 
 def remove_engine(path):
-    for leftover in (path, sidecar_path(path)):
+    """The engine, its sidecar and its runtime cache, wherever they exist."""
+    for leftover in (path, sidecar_path(path), runtime_cache_path(path)):
         leftover.unlink(missing_ok=True)
 
 
