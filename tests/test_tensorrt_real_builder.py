@@ -29,6 +29,7 @@ from centernet.errors import UserError
 from common import run_main
 import real_rtx
 from real_rtx import REASON, rtx
+from test_tensorrt_contract import gpu  # noqa: F401 (torch.cuda answering as a GPU)
 
 pytestmark = pytest.mark.skipif(rtx is None, reason=REASON)
 
@@ -83,7 +84,7 @@ def graphs(onnx_paths, model, tmp_path_factory):
 @pytest.fixture(scope='module')
 def built(graphs, tmp_path_factory):
     """Each graph built once by `build_engine.py --runtime tensorrt-rtx` on this CPU: kind ->
-    (exit code, stdout, stderr, sidecar record, engine size in bytes)."""
+    (exit code, stdout, stderr, sidecar record, engine size in bytes, engine path)."""
     folder = tmp_path_factory.mktemp('real_builder_engines')
     results = {}
     for kind, (path, precision) in graphs.items():
@@ -91,7 +92,8 @@ def built(graphs, tmp_path_factory):
         code, out, err = run_cli(['--model', str(path), '--engine', str(engine), '--precision',
                                   precision, '--runtime', 'tensorrt-rtx'])
         record = json.loads((folder / f'{kind}.engine.json').read_text()) if code == 0 else None
-        results[kind] = (code, out, err, record, engine.stat().st_size if code == 0 else None)
+        results[kind] = (code, out, err, record, engine.stat().st_size if code == 0 else None,
+                         engine)
     return results
 
 
@@ -125,7 +127,7 @@ def test_the_real_builder_builds_the_graph_through_the_cli(built, graphs, kind):
     """Exit 0 on a machine with no GPU; the sidecar's network is the ONNX's own I/O (names,
     dtypes, shapes: the serving stack's names kept for --end2end) and the parser's, read
     again; the runtime and version are the installed library's."""
-    code, out, err, record, size = built[kind]
+    code, out, err, record, size, _ = built[kind]
     assert code == 0, err[-3000:]
     path = graphs[kind][0]
     inputs, outputs = onnx_io(path)
@@ -336,3 +338,13 @@ def test_what_tensorrt_for_rtx_cannot_do_is_one_error_line(onnx_paths, tmp_path,
                             str(tmp_path / 'm.engine'), '--runtime', 'tensorrt-rtx', *flags])
     assert code == 2 and words in the_error_line(err)
     assert not (tmp_path / 'm.engine').exists()
+
+
+def test_the_backend_refuses_an_end2end_engine_in_one_line(built, gpu, tmp_path):
+    """The kit's TensorRT backend runs the heads engine; given the real end-to-end engine (on
+    a GPU as torch reports it), it says what the engine is for before touching the GPU."""
+    from centernet.backends.tensorrt_backend import TrtBackend
+    with pytest.raises(UserError, match=r'is an end-to-end engine \(canvas, borders -> boxes, '
+                                        r'scores, labels\), for a serving stack') as error:
+        TrtBackend(built['end2end-fp16'][5])
+    assert '\n' not in str(error.value)
