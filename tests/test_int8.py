@@ -423,29 +423,3 @@ def test_precision_gate_refuses_a_broken_int8_graph(standin, standin_int8, defec
     report = run_gate(lambda c: ox.run_torch(model, c), lambda c: ox.run_onnxruntime(broken, c),
                       model.spec, 'int8', inputs=inputs)
     assert not report.ok
-
-
-def test_int8_scripts_calibrate_export_and_run_on_the_cpu(standin):
-    """scripts/infer_centernet_int8_{accuracy,performance}.sh on the CPU path: calibrate on
-    DATASETS_DIR, export the cpu-flavour graph once, evaluate, then time it."""
-    import os
-    import subprocess
-    models = standin['root'] / 'models'
-    env = dict(os.environ, PYTHON=sys.executable, BACKEND='onnxruntime', DATASETS_DIR=str(
-        standin['test']), CHECKPOINT=str(standin['checkpoint']), MODELS_DIR=str(models),
-        CALIB_IMAGES='32', ACC_TARGET=str(STANDIN_MIN_AP - INT8_MAX_AP_LOSS))
-    done = subprocess.run(['bash', str(ROOT / 'scripts' / 'infer_centernet_int8_accuracy.sh'),
-                           '--record', str(standin['root'] / 'acc.json'), '--quiet'],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert 'INT8 Q/DQ ONNX' in done.stdout
-    assert ox.read_metadata(models / 'centernet_int8_cpu.onnx')[2]['centernet.int8_flavour'] \
-        == 'cpu'
-    done = subprocess.run(['bash', str(ROOT / 'scripts' / 'infer_centernet_int8_performance.sh'),
-                           '--record', str(standin['root'] / 'perf.json'), '--quiet'],
-                          env=dict(env, BATCHSIZE='1', WARMUP='1', ITERATIONS='2'),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert 'reusing the int8 export' in done.stdout  # the accuracy run's ONNX, reused
-    record = json.loads((standin['root'] / 'perf.json').read_text())
-    assert record['backend']['precision'] == 'int8'

@@ -218,22 +218,26 @@ class TrtBackend(Backend):
         return f'TensorRT said: {errors[-1]}' if errors else 'TensorRT logged no error'
 
     def warn_unless_checked(self):
-        """One line when build_engine's self-check did not pass (skipped, or no FP32 ONNX)."""
+        """One line when build_engine's self-check did not pass (skipped, pending, or no FP32
+        ONNX), and one when the ONNX it was built from skipped export.py's precision gate."""
         check = self.record.get('self_check') or {}
-        if check.get('status') == 'passed':
-            return
-        if check.get('status') == 'pending':
+        status = check.get('status')
+        if status == 'pending':
             print(f'warning: {self.engine_path} has a pending self-check (it could not run where '
                   'it was built), and it runs only when the engine is opened through '
                   'centernet.backends.open_backend (as inference.py does): these detections are '
                   'not verified against ONNX Runtime', file=sys.stderr)
-            return
-        said = check.get('status') or 'none recorded'
-        if check.get('reason'):
-            said += f': {check["reason"]}'
-        print(f'warning: {self.engine_path} has no passed self-check (sidecar: {said}): its '
-              'detections are not verified against ONNX Runtime; rebuild it without '
-              '--skip-check (build_engine.py --force) to check it', file=sys.stderr)
+        elif status != 'passed':
+            said = status or 'none recorded'
+            if check.get('reason'):
+                said += f': {check["reason"]}'
+            print(f'warning: {self.engine_path} has no passed self-check (sidecar: {said}): its '
+                  'detections are not verified against ONNX Runtime; rebuild it without '
+                  '--skip-check (build_engine.py --force) to check it', file=sys.stderr)
+        warning = ox.gate_skipped_warning(self.record.get('onnx_metadata') or {},
+                                          f'the ONNX {self.engine_path} was built from')
+        if warning:
+            print(warning, file=sys.stderr)
 
     def _check_built_here(self):
         """TensorRT engines load only on the version and GPU architecture that built them;
