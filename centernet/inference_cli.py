@@ -5,8 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import open_backend
-from .backends.base import resolve_backend_name
+from .backends import open_backend, resolve_backend_name
 from .errors import UserError
 from .fileio import write_json
 from .pipeline import Detector, detect_records

@@ -74,7 +74,8 @@ def read_metadata(model_or_path, allow_end2end=False):
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:
-            raise UserError(f'{path} is not an ONNX file ({type(exc).__name__})') from None
+            raise UserError(f'{path} is not an ONNX file ({type(exc).__name__}): make it again '
+                            'with export.py') from None
     else:
         model, path = model_or_path, '<model>'
     meta = {p.key: p.value for p in model.metadata_props}
@@ -83,8 +84,8 @@ def read_metadata(model_or_path, allow_end2end=False):
                         'metadata): export it with export.py')
     end2end = meta.get(METADATA_END2END) == '1'
     if end2end and not allow_end2end:
-        raise UserError(f'{path} is an end-to-end ONNX (boxes out, for serving); inference.py and '
-                        'build_engine.py take the heads ONNX: export again without --end2end')
+        raise UserError(f'{path} is an end-to-end ONNX (boxes out, for serving); inference.py '
+                        'takes the heads ONNX: export again without --end2end')
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
     expected_in, expected_out = ((list(END2END_INPUT_NAMES), END2END_OUTPUT_NAMES) if end2end

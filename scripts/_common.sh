@@ -3,7 +3,8 @@
 #   DATASETS_DIR  COCO folder (annotations/instances_val2017.json + images/val2017/)
 #   CHECKPOINT    mmdet checkpoint (default checkpoints/centernet_resnet18_..._bb5b3bf7.pth)
 #   MODELS_DIR    where ONNX files and engines go (default models/; the demo's: MODELS_DIR/standin-demo)
-#   BACKEND       force one: tensorrt | torch | onnxruntime (default: the best available)
+#   BACKEND       force one: tensorrt (TensorRT or TensorRT for RTX) | torch | onnxruntime
+#                 (default: the best available)
 #   BATCHSIZE     images per batch (default 32 on a GPU, CPU_BATCHSIZE on the CPU)
 #   WARMUP, ITERATIONS, PERF_IMAGES, ACC_TARGET   passed on to inference.py when set
 #   DEMO_CACHE    where the bundled demo's generated scenes go (default ~/.cache/centernet-kit)
@@ -101,20 +102,22 @@ require_onnx() {
   "$PYTHON" export.py --weight "$CHECKPOINT" --cfg "$CONFIG" --output "$ONNX_FP32" --precision "$1" --if-stale
 }
 
-# Prints tensorrt, torch or onnxruntime: TensorRT if importable and a GPU is present, else torch
-# on CUDA, else ONNX Runtime on the CPU.
+# Prints tensorrt, tensorrt-rtx, torch or onnxruntime, and says why on stderr: TensorRT when it
+# imports and a GPU is present; else TensorRT for RTX when this GPU is one of its targets; else
+# torch on CUDA; else ONNX Runtime on the CPU (centernet.engine.api.runtime_for_this_gpu).
 pick_backend() {
   if [ -n "${BACKEND:-}" ]; then echo "$BACKEND"; return; fi
   "$PYTHON" - <<'PY'
-import importlib.util
+import sys
 import torch
-gpu = torch.cuda.is_available()
-if gpu and importlib.util.find_spec('tensorrt'):
-    print('tensorrt')
-elif gpu:
-    print('torch')
-else:
+if not torch.cuda.is_available():
     print('onnxruntime')
+    sys.exit()
+from centernet.engine.api import runtime_for_this_gpu
+runtime, why = runtime_for_this_gpu()
+chosen = {'tensorrt': 'TensorRT', 'tensorrt-rtx': 'TensorRT for RTX'}.get(runtime, 'PyTorch CUDA')
+print(f'== {why}: the engine runs on {chosen}', file=sys.stderr)
+print(runtime or 'torch')
 PY
 }
 
@@ -125,10 +128,16 @@ prepare_backend() {
   PERF_MODEL_ARGS=()    # what only the performance script adds
   BATCH="${BATCHSIZE:-$GPU_BATCHSIZE}"
   case "$backend" in
-    tensorrt)
+    tensorrt|tensorrt-rtx)
       require_onnx both
-      "$PYTHON" build_engine.py --model "$ONNX_FP16" --engine "$ENGINE_FP16" --precision fp16 --if-stale
-      echo "== backend: TensorRT FP16 engine $ENGINE_FP16, batch $BATCH"
+      local runtime_args=(--runtime auto) title=TensorRT
+      if [ "$backend" = tensorrt-rtx ]; then
+        # For this GPU only: the quickest ahead-of-time build, and its self-check runs at once.
+        runtime_args=(--runtime tensorrt-rtx --compute_capability current) title="TensorRT for RTX"
+      fi
+      "$PYTHON" build_engine.py --model "$ONNX_FP16" --engine "$ENGINE_FP16" --precision fp16 \
+        "${runtime_args[@]}" --if-stale
+      echo "== backend: $title FP16 engine $ENGINE_FP16, batch $BATCH"
       MODEL_ARGS=(--engine "$ENGINE_FP16")
       ;;
     torch)

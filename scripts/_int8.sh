@@ -44,6 +44,9 @@ prepare_int8_backend() {
   BATCH="${BATCHSIZE:-$GPU_BATCHSIZE}" DEFAULT_PERF_IMAGES= PERF_MODEL_ARGS=()
   case "$backend" in
     tensorrt) flavour=tensorrt ;;
+    tensorrt-rtx)  # its support matrix lists INT8 only for weight-only GEMMs: the CPU graph runs
+      why="TensorRT for RTX lists INT8 only for weight-only quantized GEMMs, not for this model's INT8 convolutions (docs/tensorrt.md)"
+      flavour=cpu backend=onnxruntime BATCH="${BATCHSIZE:-$CPU_BATCHSIZE}" DEFAULT_PERF_IMAGES=64 ;;
     torch|onnxruntime)  # the torch backend has no INT8: without TensorRT the CPU graph runs
       why="no CUDA GPU"
       if [ "$backend" = torch ]; then why="no TensorRT, and the torch backend has no INT8"; fi

@@ -53,7 +53,7 @@ def test_onnx_runtime_warns_once_for_an_unchecked_graph_only(unchecked_onnx, onn
 def test_tensorrt_warns_for_an_engine_built_from_an_unchecked_graph(install_trt, gpu,
                                                                     unchecked_onnx, tmp_path,
                                                                     capsys):
-    from centernet import engine_build as eb
+    from centernet.engine import build as eb
     from centernet.backends.tensorrt_backend import TrtBackend
     install_trt(TRT10)
     engine = tmp_path / 'm.engine'
