@@ -7,7 +7,9 @@ traceback; every output file is written atomically (centernet.fileio), so a stop
 written.
 """
 
+import _thread
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -31,9 +33,47 @@ class Stopped(KeyboardInterrupt):
         self.signal_name = signal_name
 
 
-def _raise_stopped(signum, _frame):
-    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
-    raise Stopped(signal.Signals(signum).name)
+class _StopOnSigterm:
+    """SIGTERM -> Stopped in the main thread, raised again until it reaches run_main.
+
+    A library can catch the first raise and carry on: numpy's lazy import of numpy.random,
+    interrupted inside a compiled module's initialisation, lost it, and the run went on timing
+    for minutes (about one stop in five, tests/test_bad_inputs.py). So after the first SIGTERM
+    a reminder thread asks the main thread again every REMIND_SECONDS (_thread.interrupt_main
+    runs this handler there, no OS signal), and the handler raises again unless the stop is
+    already unwinding: code in a `finally` or an `__exit__` sees it in sys.exc_info(), and is
+    left to finish its clean-up, as it is for a second SIGTERM.
+    """
+
+    REMIND_SECONDS = 0.5
+
+    def __init__(self):
+        self.stop = None
+        self.done = threading.Event()
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGTERM, self.handle)
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        if self.stop is not None:
+            self.reminder.join()
+        signal.signal(signal.SIGTERM, self.previous)
+
+    def handle(self, signum, _frame):
+        if self.stop is None:
+            self.stop = Stopped(signal.Signals(signum).name)
+            self.reminder = threading.Thread(target=self._remind, name='stop-reminder',
+                                             daemon=True)
+            self.reminder.start()
+        elif _interrupt_in_chain(sys.exc_info()[1]) is not None:
+            return  # the stop is unwinding: a second SIGTERM must not cut the clean-up short
+        raise Stopped(self.stop.signal_name)
+
+    def _remind(self):
+        while not self.done.wait(self.REMIND_SECONDS):
+            _thread.interrupt_main(signal.SIGTERM)
 
 
 def _interrupt_in_chain(exc):
@@ -58,7 +98,8 @@ def run_main(main, argv=None):
     """Run `main(argv)`; exit 0, its own code, or 2 with one `error:` line on stderr (UserError,
     Ctrl-C, SIGTERM)."""
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_stopped) if in_main_thread else None
+    stopping = _StopOnSigterm() if in_main_thread else contextlib.nullcontext()
+    stopping.__enter__()
     try:
         code = main(argv)
     except UserError as exc:
@@ -74,8 +115,7 @@ def run_main(main, argv=None):
             raise
         _exit_stopped(stop)
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        stopping.__exit__(None, None, None)
     sys.exit(code or 0)
 
 

@@ -368,6 +368,45 @@ def test_a_signal_wrapped_by_the_code_it_hit_is_still_a_clean_stop(capsys):
         run_main(plain_bug)
 
 
+SWALLOWING_MAIN = '''
+import sys, time
+sys.path.insert(0, {root!r})
+from common import run_main
+
+def main(argv):
+    try:                      # a library that catches the stop and carries on (numpy's lazy
+        print('ready', flush=True)  # import of numpy.random did, in about one stop in five)
+        time.sleep(60)
+    except BaseException:
+        print('swallowed', flush=True)
+    try:
+        while True:           # the run goes on: only a second raise can end it
+            time.sleep(0.01)
+    finally:                  # its clean-up, longer than the reminders' interval, must finish
+        time.sleep(1.2)
+        print('cleaned up', flush=True)
+
+run_main(main)
+'''
+
+
+def test_a_sigterm_a_library_swallowed_still_stops_the_run():
+    """One SIGTERM, caught and dropped by the code it hit: run_main raises it again until it
+    arrives (the stop is sticky), and a clean-up under way is not cut short by the reminders."""
+    process = subprocess.Popen([sys.executable, '-c', SWALLOWING_MAIN.format(root=str(ROOT))],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == 'ready\n'
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert out == 'swallowed\ncleaned up\n'
+    assert process.returncode == 2, err
+    assert err.strip() == ('error: stopped by SIGTERM: no partial output was written; run the '
+                           'command again to start over')
+
+
 @pytest.mark.parametrize('signum, how', [(signal.SIGTERM, 'SIGTERM'),
                                          (signal.SIGINT, 'Ctrl-C (SIGINT)')])
 def test_signal_during_export_leaves_nothing(tmp_path, checkpoint_path, signum, how):
