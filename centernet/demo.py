@@ -28,6 +28,10 @@ def colour_for(label):
 
 
 DEFAULT_MAX_CANVAS = 1344  # a model without a largest canvas (dynamic ONNX, torch): 2 x 672
+# Memory per picture pixel beyond its decode's peak: the original, its drawn copy and its JPEG
+# while it is written (in all 6.4 and 8.1 B per pixel for 48 and 108 MP JPEGs, of which the
+# decode is 6.2; tools/benchmark_memory.py and the 12000 x 9000 case).
+DRAWING_BYTES_PER_PIXEL = 2.0
 
 
 class PictureFit:

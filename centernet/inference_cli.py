@@ -65,13 +65,14 @@ def run(args):
 def image_limit(args, backend, full_size):
     """The preprocess.PixelLimit for this run's pictures: --max_pixels, and the memory they
     need: at full size (COCO) the backend's network too; in the demo the picture is shrunk
-    before the network, and its drawing stays under the decode's peak
-    (tools/benchmark_memory.py)."""
+    before the network, so its drawing is what follows the decode."""
     if full_size:
         return PixelLimit(int(args.max_pixels), after_decode=backend.host_bytes_per_pixel,
                           task=f'decode and run at full size on {backend.name}',
                           raise_with='--max_pixels')
-    return PixelLimit(int(args.max_pixels), task='decode and draw', raise_with='--max_pixels')
+    from .demo import DRAWING_BYTES_PER_PIXEL
+    return PixelLimit(int(args.max_pixels), after_decode=DRAWING_BYTES_PER_PIXEL,
+                      task='decode and draw', raise_with='--max_pixels')
 
 
 def default_record(args, mode, backend):
