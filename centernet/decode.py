@@ -40,7 +40,7 @@ def topk_peaks(heatmap, topk=100, kernel=3, candidates_per_peak=16):
         best, position = peak_values.topk(topk)
         if bool((best[:, -1] > values[:, -1]).all()):
             return best, index.gather(1, position)
-    if on_cpu:
+    if candidates_per_peak and on_cpu:  # not in an exported graph: it keeps mmdet's two ops
         return _topk_by_plane(local_maximum(heatmap, kernel), topk)
     # reshape, not mmdet's view: the torch CUDA backend's heads are channels_last.
     return torch.topk(local_maximum(heatmap, kernel).reshape(batch, -1), topk)
