@@ -9,6 +9,7 @@ written.
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
@@ -45,8 +46,8 @@ def _raise_stopped(signum, frame):
 
 
 def _inside_an_import(frame):
-    while frame is not None:
-        if frame.f_code.co_filename.startswith('<frozen importlib'):
+    while frame is not None:  # importlib's frames: frozen, or importlib/_bootstrap*.py
+        if re.search(r'importlib[./\\]_bootstrap', frame.f_code.co_filename):
             return True
         frame = frame.f_back
     return False
