@@ -2,6 +2,7 @@
 """CenterNet-R18 inference: COCO accuracy, performance, or annotated pictures.
 
     accuracy     python3 inference.py --engine centernet.engine --batchsize 32 --datasets D
+                 python3 inference.py --server localhost:8000 --datasets D   (through serve.py)
     performance  python3 inference.py --engine centernet.engine --batchsize 32 --perf_only
     pictures     python3 inference.py --engine centernet.onnx --images photo.jpg --out out/
 
@@ -15,38 +16,17 @@ spelling works too).
 import argparse
 import os
 
-from common import DEFAULT_CONFIG, ArgumentParser, run_main
+from common import ArgumentParser, add_model_arguments, run_main
 from centernet.evaluate import DEFAULT_EVALUATOR, EVALUATORS
 
 
 def parse_args(argv):
     parser = ArgumentParser(description=__doc__.splitlines()[0],
                             epilog='\n'.join(__doc__.splitlines()[2:]))
-    model = parser.add_argument_group('model')
-    model.add_argument('--engine', metavar='MODEL',
-                       help='the model file, whichever kind (the flag keeps the reference '
-                            'project\'s name): a TensorRT engine .engine/.plan/.trt, an ONNX '
-                            '.onnx (ONNX Runtime) or an mmdet checkpoint .pth/.pt (the PyTorch '
-                            'model built from --cfg)')
-    model.add_argument('--backend', default='auto',
-                       choices=('auto', 'tensorrt', 'onnxruntime', 'torch'),
-                       help='auto: from the model file\'s suffix')
-    model.add_argument('--weight', metavar='CHECKPOINT',
-                       help='mmdet checkpoint for the torch backend (instead of --engine X.pth)')
-    model.add_argument('--cfg', default=DEFAULT_CONFIG, help='mmdet config, for --backend torch')
-    model.add_argument('--device', help='torch backend device: cuda (default if present) or cpu')
-    model.add_argument('--precision', choices=('fp16', 'fp32', 'int8'),
-                       help='torch backend: fp16 on CUDA (default), fp32 on CPU; int8 is refused '
-                            '(INT8 runs as a Q/DQ ONNX: export.py --precision int8)')
+    model = add_model_arguments(parser, cuda_graph_help=(
+        'torch backend on CUDA: replay one CUDA graph per input shape (for --perf_only; a COCO '
+        'run has hundreds of shapes)'))
     model.add_argument('--input_name', help='checked against the model\'s input name (canvas)')
-    model.add_argument('--threads', type=int, default=0, help='ONNX Runtime intra-op threads (0: one per physical core)')
-    model.add_argument('--cuda_graph', action='store_true',
-                       help='torch backend on CUDA: replay one CUDA graph per input shape (for '
-                            '--perf_only; a COCO run has hundreds of shapes)')
-    model.add_argument('--compile', metavar='MODE',
-                       help='torch backend: torch.compile the network with MODE, "default" or '
-                            '"max-autotune-no-cudagraphs" (default: off); "default" gives 1.9x '
-                            'the FPS on an H200 after a compile of ~15 s')
 
     data = parser.add_argument_group('data')
     data.add_argument('--datasets', default=os.environ.get('DATASETS_DIR'),
@@ -89,6 +69,15 @@ def parse_args(argv):
                       help='untimed iterations first: a count instead of --warmup_seconds')
     perf.add_argument('--iterations', type=int,
                       help='timed iterations per tier: a count instead of --seconds')
+
+    server = parser.add_argument_group('accuracy through a server')
+    server.add_argument('--server', metavar='HOST:PORT',
+                        help='detect through the Triton server at HOST:PORT (its HTTP endpoint, '
+                             'from serve.py) instead of a local --engine: the accuracy mode as a '
+                             'client (needs requirements-serve.txt)')
+    server.add_argument('--concurrency', type=int,
+                        help='--server: requests in flight (default: the server\'s largest '
+                             'batch)')
 
     demo = parser.add_argument_group('pictures')
     demo.add_argument('--images', help='an image file or folder: draw detections into --out')

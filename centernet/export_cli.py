@@ -5,7 +5,12 @@ Every graph is written to a temporary file beside its final path and judged by t
 generated image-like scenes; INT8 on images of its calibration folder); only a graph that passed is renamed to its final path. A refused one is kept
 as `<name>.rejected.onnx` for inspection and the run ends with one `error:` line (exit 2). The
 export report `<output stem>.export.json` records each output's verdict with the checkpoint's and
-the config's sha256, which `--if-stale` (the scripts) compares before reusing a file.
+the config's sha256, which `--if-stale` (the scripts) compares before reusing a file. With
+`--skip-check` a graph is written unchecked, so recorded, and marked in its metadata
+(onnx_export.METADATA_GATE) for inference.py to warn; `--if-stale --skip-check` reuses such a
+graph, a gated request never does.
+
+Under a script (errors.option_name) the advice names the script's variables, not the flags.
 """
 
 import hashlib
@@ -18,7 +23,7 @@ from . import onnx_export as ox
 from . import precision_gate as gate
 from .checkpoint import load_model, sha256_of
 from .config import load_spec
-from .errors import UserError
+from .errors import UserError, option_name
 from .fileio import move_into_place, write_json
 from .report import environment
 
@@ -48,10 +53,10 @@ class _Refused(Exception):
 
 
 def reuse_problem(output, precision, weight, cfg, end2end=False, static_shape=None,
-                  calibration_request=None, graph_options=None):
+                  calibration_request=None, graph_options=None, check=True):
     """None when every file `--precision` would write exists, unchanged, and its export report says
-    it passed the gate and was made from this checkpoint and config by this kit's format;
-    otherwise why not, in a few words."""
+    it passed the gate (or, when `check` is False, was written unchecked as asked) and was made
+    from this checkpoint and config by this kit's format; otherwise why not, in a few words."""
     path = report_path(output)
     try:
         report = json.loads(path.read_text())
@@ -76,8 +81,12 @@ def reuse_problem(output, precision, weight, cfg, end2end=False, static_shape=No
         return 'calibrated with other --calib/--calib_images/--calib_method/--int8_flavour'
     for name, final in planned_outputs(output, precision):
         entry = report.get('outputs', {}).get(name) or {}
-        if entry.get('status') != 'passed':
-            return f'its {name} graph has status {entry.get("status", "missing")}, not passed'
+        status = entry.get('status', 'missing')
+        if status == 'skipped' and check:
+            return (f'its {name} graph was written without the precision gate, and this run asks '
+                    f'for a gated one')
+        if status not in ('passed', 'skipped'):
+            return f'its {name} graph has status {status}, not passed'
         if not final.is_file():
             return f'{final} does not exist'
         if entry.get('sha256') != sha256_of(final):
@@ -196,10 +205,10 @@ def export(args, log=print):
             return verdict
         return run
 
-    def export_fp32(path, accept=None):
+    def export_fp32(path, accept=None):  # its derived graphs inherit the gate marker
         ox.export_fp32(model, path, opset=args.opset, static_shape=args.static,
                        simplify=args.simplify, classes=classes, end2end=args.end2end, log=log,
-                       accept=accept)
+                       accept=accept, gated=args.check)
 
     def record(precision, written):
         path, digest, size, verdict = written
@@ -211,7 +220,8 @@ def export(args, log=print):
         if status == 'failed':
             refused.append((precision, path, verdict.failures))
         else:
-            log(f'wrote {path} ({precision}, {size / 2**20:.1f} MiB)')
+            log(f'wrote {path} ({precision}, {size / 2**20:.1f} MiB' +
+                (', WITHOUT the precision gate, as asked)' if status == 'skipped' else ')'))
 
     refused = []
     plan = dict(planned_outputs(output, args.precision))
@@ -248,14 +258,39 @@ def export(args, log=print):
     if refused:
         precision, kept, failures = refused[0]
         more = f'; {len(failures) - 1} more in the table' if len(failures) > 1 else ''
-        retry = {'fp32': 'an FP32 graph should match PyTorch: report it with the table above',
-                 'fp16': 'use --precision fp32 for an FP32 model',
-                 'int8': 'calibrate on more or other images (--calib, --calib_images) or with '
-                         'another --calib_method, or use --precision fp16/fp32'}[precision]
         raise UserError(f'the {precision} ONNX was refused by the precision gate ({failures[0]}'
                         f'{more}); it is kept as {kept} for inspection and nothing is left at its '
-                        f'path; {retry}, or pass --skip-check to write it unchecked')
+                        f'path; {refusal_advice(precision)}')
     return 0
+
+
+# What to do about a refused graph: (export.py run by hand, export.py run by a script, whose
+# variables scripts/_common.sh and _int8.sh read).
+_REFUSAL_ADVICE = {
+    'fp32': ('an FP32 graph should match PyTorch: report it with the table above, or pass '
+             '--skip-check to write it unchecked',
+             'an FP32 graph should match PyTorch: report it with the table above'),
+    'fp16': ('use --precision fp32 for an FP32 model, or pass --skip-check to write it unchecked',
+             'BACKEND=onnxruntime runs the FP32 graph (on the CPU) instead, or report it with the '
+             'table above'),
+    'int8': ('calibrate on more or other images (--calib, --calib_images) or with another '
+             '--calib_method, or use --precision fp16/fp32, or pass --skip-check to write it '
+             'unchecked',
+             'calibrate on more or other images (CALIB_DIR=, CALIB_IMAGES=) or with another '
+             'CALIB_METHOD= (minmax, entropy, percentile), run FP16 with '
+             'scripts/infer_centernet_fp16_*.sh, or set INT8_UNCHECKED=1 to write and use it '
+             'unchecked (kept for later runs with that setting, with a warning each time)'),
+}
+
+
+def refusal_advice(precision):
+    """What to do about a refused graph, in the terms of the command the user ran."""
+    return option_name(*_REFUSAL_ADVICE[precision])
+
+
+def _written_unchecked(output):
+    report = json.loads(report_path(output).read_text())
+    return any(entry.get('status') == 'skipped' for entry in report['outputs'].values())
 
 
 def run_cli(args, log=print):
@@ -263,10 +298,15 @@ def run_cli(args, log=print):
     config already wrote."""
     if args.if_stale:
         problem = reuse_problem(args.output, args.precision, args.weight, args.cfg, args.end2end,
-                                args.static, calibration_request(args), graph_options(args))
+                                args.static, calibration_request(args), graph_options(args),
+                                args.check)
         if problem is None:
-            log(f'{args.output}: reusing the {args.precision} export (passed the precision gate, '
-                f'made from this checkpoint and config)')
+            gate = 'passed the precision gate'
+            if not args.check and _written_unchecked(args.output):
+                gate = ('written WITHOUT the precision gate, as '
+                        f'{option_name("--skip-check", "INT8_UNCHECKED=1")} asks')
+            log(f'{args.output}: reusing the {args.precision} export ({gate}, made from this '
+                f'checkpoint and config)')
             return 0
         log(f'{args.output}: exporting again ({problem})')
     return export(args, log)

@@ -1,9 +1,10 @@
 """Atomic output files: a reader, a Ctrl-C, a full disk or a power cut never leaves half a file.
 
 Every file the kit writes (ONNX, engines, JSON records, detections, pictures) goes through
-`atomic_path`: the data goes to a temporary file beside the target, which is flushed to the disk
-(fsync) and only then renamed over the target; the folder is fsynced after the rename so the new
-name survives a crash too. A write the machine refuses (disk full, read-only, I/O error) becomes a
+`atomic_path` (a folder that is only of use complete, such as generated scenes, `atomic_folder`):
+the data goes to a temporary file beside the target, which is flushed to the disk (fsync) and
+only then renamed over the target; the folder is fsynced after the rename so the new name
+survives a crash too. A write the machine refuses (disk full, read-only, I/O error) becomes a
 UserError that names the path; the temporary file is removed and the target is left as it was.
 """
 
@@ -12,6 +13,7 @@ import errno
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 from .errors import UserError
@@ -115,3 +117,43 @@ def write_json(path, obj, indent=None):
         with open(tmp, 'w') as f:
             json.dump(obj, f, indent=indent)
             f.write('\n')
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a new temporary folder beside `path`; it becomes `path` only if the block succeeds.
+
+    On success every file in it is fsynced, the folder renamed to `path` and its parent fsynced:
+    whatever has the name `path` is complete. On any exception (Ctrl-C and SIGTERM included) the
+    temporary folder is removed. If `path` appeared meanwhile (another run made it), that one is
+    kept and the new copy dropped. A storage error becomes a UserError naming `path`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            tmp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.tmp')
+            try:
+                os.mkdir(tmp)  # mode 0777 less the umask, as a folder made by hand
+                break
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise (write_failure(path, exc) or exc) from None
+    try:
+        yield tmp
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                _fsync_file(os.path.join(folder, name))
+            _fsync_folder(folder)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+        _fsync_folder(path.parent)
+    except OSError as exc:
+        if write_failure(path, exc):
+            raise write_failure(path, exc) from None
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing left there after the rename

@@ -185,7 +185,10 @@ def scale_activations(proto, factor, names=None):
     from onnx import numpy_helper
     for name in _activation_scales(proto) if names is None else names:
         scale = _initializer(proto, name)
-        scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * factor, name))
+        value = numpy_helper.to_array(scale)
+        # astype: numpy 1.x (requirements-serve.txt's) promotes a 0-d float32 times a Python
+        # float to float64, which QuantizeLinear refuses.
+        scale.CopyFrom(numpy_helper.from_array((value * factor).astype(value.dtype), name))
 
 
 def _map_int8_weight(proto, conv_name, change):

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import open_backend
-from .backends.base import resolve_backend_name
+from .backends import open_backend, resolve_backend_name
 from .errors import UserError
 from .fileio import write_json
 from .pipeline import Detector, detect_records
@@ -26,6 +25,8 @@ NO_MODEL = ('no model given: pass --engine MODEL, where MODEL is an ONNX file fr
 
 
 def run(args):
+    if args.server:
+        return run_accuracy(server_detection(args), args)
     if not args.engine and not args.weight:
         raise UserError(NO_MODEL)
     if args.max_side is not None:
@@ -59,7 +60,7 @@ def run(args):
         return run_demo(detector, args, image_limit(args, backend, full_size=False))
     if args.perf_only:
         return run_performance(detector, args)
-    return run_accuracy(detector, args)
+    return run_accuracy(LocalDetection(detector, args), args)
 
 
 def image_limit(args, backend, full_size):
@@ -75,8 +76,74 @@ def image_limit(args, backend, full_size):
                       task='decode and draw', raise_with='--max_pixels')
 
 
-def default_record(args, mode, backend):
-    return args.record or f'results/{mode}_{backend.name}_bs{args.batchsize}.json'
+class LocalDetection:
+    """The accuracy mode's detection step on this machine: the loader, the backend and decode
+    (pipeline.detect_records). ServerDetection is the same step through a server."""
+
+    def __init__(self, detector, args):
+        self.detector, self.args = detector, args
+        self.backend = detector.backend
+        self.name, self.classes, self.batchsize = self.backend.name, self.backend.classes, \
+            args.batchsize
+
+    def summary(self):
+        return (f'backend {self.name} ({self.backend.describe().get("precision", "")}), '
+                f'batch {self.batchsize}')
+
+    def describe(self):
+        return self.backend.describe()
+
+    def __call__(self, records, timer):
+        args = self.args
+        return detect_records(self.detector, records, args.batchsize, workers=args.workers,
+                              skip_bad_images=args.skip_bad_images, progress=not args.quiet,
+                              estimate=not args.quiet, timer=timer,
+                              limit=image_limit(args, self.backend, full_size=True))
+
+
+class ServerDetection:
+    """The accuracy mode's detection step through a Triton server (serving.client)."""
+
+    def __init__(self, served, args):
+        self.served, self.args = served, args
+        self.concurrency = args.concurrency or max(served.max_batch, 1)
+        self.name, self.classes, self.batchsize = 'server', served.classes, served.max_batch
+
+    def summary(self):
+        backend = self.served.served
+        return (f'server {self.served.address} ({backend.get("backend", "?")} '
+                f'{backend.get("precision") or ""}, batches of up to {self.batchsize}), '
+                f'{self.concurrency} requests in flight')
+
+    def describe(self):
+        return dict(self.served.describe(), concurrency=self.concurrency)
+
+    def __call__(self, records, timer):
+        args = self.args
+        try:
+            return self.served.detect_records(records, self.concurrency,
+                                              skip_bad_images=args.skip_bad_images,
+                                              progress=not args.quiet,
+                                              estimate=not args.quiet, timer=timer)
+        finally:
+            self.served.close()
+
+
+def server_detection(args):
+    from .serving.client import ServedDetector
+    for flag, value in (('--engine', args.engine), ('--weight', args.weight),
+                        ('--perf_only', args.perf_only), ('--images', args.images)):
+        if value:
+            raise UserError(f'--server runs the accuracy mode on the model the server serves: '
+                            f'drop {flag} (serve.py --engine chooses the model; '
+                            'tools/benchmark_serving.py times a server)')
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UserError(f'--concurrency must be at least 1, got {args.concurrency}')
+    return ServerDetection(ServedDetector(args.server), args)
+
+
+def default_record(args, mode, name, batchsize):
+    return args.record or f'results/{mode}_{name}_bs{batchsize}.json'
 
 
 def _write_record(path, record):
@@ -85,27 +152,24 @@ def _write_record(path, record):
     print(f'run record: {path}')
 
 
-def run_accuracy(detector, args):
+def run_accuracy(detection, args):
+    """COCO accuracy of `detection` (LocalDetection or ServerDetection): the same results,
+    evaluation, table and record whichever step detected."""
     from .dataset import CocoImageSet
     from .evaluate import SUMMARY_TABLE, make_evaluator, to_coco_results
     from .timing import StageTimer
     if not args.datasets:
         raise UserError('no dataset: pass --datasets DIR or set DATASETS_DIR (README, '
                         '"Quick start": scripts/prepare.sh)')
-    backend = detector.backend
     timer = StageTimer()
     with timer.stage('annotations'):  # the file is read once; the evaluator indexes that copy
-        images = CocoImageSet(args.datasets, backend.classes)
+        images = CocoImageSet(args.datasets, detection.classes)
         records = images.records[:args.limit] if args.limit else images.records
         ids = np.array([r.image_id for r in records])
         evaluator = make_evaluator(args.evaluator, images.coco, images.cat_ids,
                                    img_ids=ids.tolist() if args.limit else None)
-    print(f'{len(records)} images from {images.ann_file}; backend {backend.name} '
-          f'({backend.describe().get("precision", "")}), batch {args.batchsize}')
-    detections = detect_records(detector, records, args.batchsize, workers=args.workers,
-                                skip_bad_images=args.skip_bad_images, progress=not args.quiet,
-                                estimate=not args.quiet, timer=timer,
-                                limit=image_limit(args, backend, full_size=True))
+    print(f'{len(records)} images from {images.ann_file}; {detection.summary()}')
+    detections = detection(records, timer)
     done = detections.done
     with timer.stage('results'):
         results = to_coco_results(ids[done], detections.boxes[done], detections.scores[done],
@@ -131,15 +195,16 @@ def run_accuracy(detector, args):
         print(f'{len(detections.bad)} unreadable image(s) counted as without detections:')
         for bad in detections.bad:
             print(f'  {printable(bad.path)}: {bad.reason}')
-    record = dict(mode='accuracy', backend=backend.describe(), environment=environment(),
-                  dataset=str(images.ann_file), images=len(records), batchsize=args.batchsize,
+    record = dict(mode='accuracy', backend=detection.describe(), environment=environment(),
+                  dataset=str(images.ann_file), images=len(records),
+                  batchsize=detection.batchsize,
                   metrics=metrics, seconds=detections.seconds, images_per_second=images_per_second,
                   loader_wait_seconds=detections.wait_seconds, eval_seconds=eval_seconds,
                   evaluator=evaluator.library, eval_steps=evaluator.times,
                   times=timer.to_dict(),
                   canvas_shapes={f'{h}x{w}': n for (h, w), n in sorted(detections.shapes.items())},
                   bad_images=[dict(path=b.path, reason=b.reason) for b in detections.bad])
-    _write_record(default_record(args, 'accuracy', backend), record)
+    _write_record(default_record(args, 'accuracy', detection.name, detection.batchsize), record)
     if args.acc_target is not None and shown['mAP'] < args.acc_target:
         print(f'FAIL: AP {shown["mAP"]:.{AP_DECIMALS}f} is below --acc_target {args.acc_target}')
         return 1
@@ -225,7 +290,7 @@ def run_performance(detector, args):
     record = dict(mode='performance', backend=backend.describe(), environment=environment(),
                   gpu_clocks=gpu_clocks(), batchsize=batch, warmup=dataclasses.asdict(warmup),
                   iterations=dataclasses.asdict(timed), tiers=tiers)
-    _write_record(default_record(args, 'performance', backend), record)
+    _write_record(default_record(args, 'performance', backend.name, batch), record)
     if args.fps_target is not None and tiers['engine']['fps'] < args.fps_target:
         print(f'FAIL: engine FPS {format_fps(tiers["engine"]["fps"])} is below --fps_target '
               f'{args.fps_target}')

@@ -26,6 +26,10 @@ END2END_INPUT_NAMES = (INPUT_NAME, 'borders')
 END2END_OUTPUT_NAMES = ('boxes', 'scores', 'labels')
 METADATA_SPEC = 'centernet.spec'
 METADATA_END2END = 'centernet.end2end'
+# Present only in graphs export.py wrote without its precision gate (--skip-check); the graphs
+# derived from such a graph (FP16, INT8) inherit it with the rest of the metadata.
+METADATA_GATE = 'centernet.precision_gate'
+GATE_SKIPPED = 'skipped'
 FORMAT_VERSION = '1'
 DEFAULT_OPSET = 17
 
@@ -70,7 +74,8 @@ def read_metadata(model_or_path, allow_end2end=False):
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as exc:
-            raise UserError(f'{path} is not an ONNX file ({type(exc).__name__})') from None
+            raise UserError(f'{path} is not an ONNX file ({type(exc).__name__}): make it again '
+                            'with export.py') from None
     else:
         model, path = model_or_path, '<model>'
     meta = {p.key: p.value for p in model.metadata_props}
@@ -79,8 +84,8 @@ def read_metadata(model_or_path, allow_end2end=False):
                         'metadata): export it with export.py')
     end2end = meta.get(METADATA_END2END) == '1'
     if end2end and not allow_end2end:
-        raise UserError(f'{path} is an end-to-end ONNX (boxes out, for serving); inference.py and '
-                        'build_engine.py take the heads ONNX: export again without --end2end')
+        raise UserError(f'{path} is an end-to-end ONNX (boxes out, for serving); inference.py '
+                        'takes the heads ONNX: export again without --end2end')
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
     expected_in, expected_out = ((list(END2END_INPUT_NAMES), END2END_OUTPUT_NAMES) if end2end
@@ -93,12 +98,13 @@ def read_metadata(model_or_path, allow_end2end=False):
 
 
 def export_fp32(model, path, opset=DEFAULT_OPSET, static_shape=None, simplify=True,
-                classes=(), log=print, end2end=False, accept=None):
+                classes=(), log=print, end2end=False, accept=None, gated=True):
     """Trace `model` to ONNX at `path` (atomically); dynamic B/H/W unless `static_shape`=(B,H,W).
 
     `end2end`: the graph also decodes (model.CenterNetWithDecode): inputs canvas + borders,
     outputs boxes, scores, labels. `accept(tmp)` runs on the finished temporary file before it is
-    renamed to `path` (export.py's precision gate); an exception there leaves `path` untouched."""
+    renamed to `path` (export.py's precision gate); an exception there leaves `path` untouched.
+    `gated=False` marks the graph as written without the gate (METADATA_GATE)."""
     import onnx
     from .model import CenterNetWithDecode
     batch, height, width = static_shape or (1, 512, 672)
@@ -128,12 +134,27 @@ def export_fp32(model, path, opset=DEFAULT_OPSET, static_shape=None, simplify=Tr
         if end2end:  # the tracer leaves the top-k axis symbolic; it is always spec.topk
             for output in proto.graph.output:
                 output.type.tensor_type.shape.dim[1].dim_value = model.spec.topk
-        _set_metadata(proto, metadata_for(model.spec, classes, 'fp32', end2end))
+        meta = metadata_for(model.spec, classes, 'fp32', end2end)
+        if not gated:
+            meta[METADATA_GATE] = GATE_SKIPPED
+        _set_metadata(proto, meta)
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
         if accept is not None:
             accept(tmp)
     return path
+
+
+def gate_skipped_warning(meta, what):
+    """The warning line for a model (`what`, e.g. its path) whose metadata says export.py wrote
+    it without the precision gate; None for a gated one."""
+    if meta.get(METADATA_GATE) != GATE_SKIPPED:
+        return None
+    from .errors import option_name
+    how = option_name('export.py --skip-check', 'INT8_UNCHECKED=1')
+    advice = option_name('export it again without --skip-check', 'run without INT8_UNCHECKED=1')
+    return (f'warning: {what} was written without the precision gate ({how}): its detections '
+            f'are not checked against PyTorch FP32; {advice} to check it')
 
 
 def simplify_model(proto, log=print):

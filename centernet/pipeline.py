@@ -29,11 +29,7 @@ class Detector:
         return self.backend.infer(canvases)
 
     def decode(self, heads, borders):
-        borders = borders.to(self.backend.device, non_blocking=True)
-        boxes, scores, labels = decode_heads(*heads, borders, stride=self.spec.stride,
-                                             topk=self.spec.topk,
-                                             kernel=self.spec.local_maximum_kernel)
-        return boxes, scores, labels
+        return decode_batch(self.spec, heads, borders, self.backend.device)
 
     @torch.inference_mode()
     def launch(self, canvases, borders, timer=None):
@@ -52,6 +48,14 @@ class Detector:
     def __call__(self, canvases, borders):
         """(boxes, scores, labels) as numpy arrays, for one batch."""
         return self.launch(canvases, borders).wait()
+
+
+def decode_batch(spec, heads, borders, device):
+    """(boxes, scores, labels) of a batch of heads, on `device`: the Detector's decode, also the
+    served ensemble's decode step (serving.triton_model)."""
+    borders = torch.as_tensor(borders).to(device, non_blocking=True)
+    return decode_heads(*heads, borders, stride=spec.stride, topk=spec.topk,
+                        kernel=spec.local_maximum_kernel)
 
 
 def _untimed(stage):
@@ -132,10 +136,7 @@ def detect_records(detector, records, batch_size, workers=None, skip_bad_images=
             result.wait_seconds += waited
             timer.add('loader_wait', waited)
             for bad in loaded.bad:
-                if not skip_bad_images:
-                    raise BadImageError(bad.path, bad.reason + ' (use --skip_bad_images to count '
-                                        'it as an image without detections and go on)')
-                result.bad.append(bad)
+                keep_bad_image(result, bad, skip_bad_images)
                 bar.update(1)
             for batch in loaded.batches:
                 launched = (batch, detector.launch(batch.canvases, batch.borders, timer))
@@ -149,6 +150,15 @@ def detect_records(detector, records, batch_size, workers=None, skip_bad_images=
         bar.close()
     result.seconds = time.perf_counter() - start
     return result
+
+
+def keep_bad_image(result, bad, skip_bad_images):
+    """A bad image (dataset.BadImage) stops the run with its reason, unless --skip_bad_images
+    keeps it in `result.bad` as an image without detections."""
+    if not skip_bad_images:
+        raise BadImageError(bad.path, bad.reason + ' (use --skip_bad_images to count it as an '
+                            'image without detections and go on)')
+    result.bad.append(bad)
 
 
 class RunTimeEstimate:

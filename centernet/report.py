@@ -50,10 +50,11 @@ def environment():
     import torch
     env = dict(python=sys.version.split()[0], platform=platform.platform(),
                torch=torch.__version__, numpy=numpy.__version__)
-    for module in ('onnx', 'onnxruntime', 'cv2', 'pycocotools', 'faster_coco_eval', 'tensorrt'):
+    for module in ('onnx', 'onnxruntime', 'cv2', 'pycocotools', 'faster_coco_eval', 'tensorrt',
+                   'tensorrt_rtx'):
         try:
             env[module] = __import__(module).__version__
-        except (ImportError, AttributeError):
+        except (ImportError, AttributeError, OSError):
             pass
     if torch.cuda.is_available():
         env['gpu'] = torch.cuda.get_device_name(0)

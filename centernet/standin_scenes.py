@@ -129,8 +129,14 @@ def write_split(root, split, count, seed=None):
     returns that folder. The first N scenes of a split are the same for every `count` >= N.
 
     PNG, not JPEG: lossless, so the split is identical on every OpenCV build."""
-    seed = SPLIT_SEEDS[split] if seed is None else seed
     folder = Path(root) / split
+    write_scenes(folder, split, count, seed)
+    return folder
+
+
+def write_scenes(folder, split, count, seed=None):
+    """write_split's scenes, in `folder` itself."""
+    seed = SPLIT_SEEDS[split] if seed is None else seed
     rng = np.random.default_rng(seed)
 
     def scenes():
@@ -138,4 +144,3 @@ def write_split(root, split, count, seed=None):
             yield (index + 1, f'{index + 1:012d}.png') + scene(rng)
     save_coco_set(folder, scenes(), info={'generator': 'centernet.standin_scenes',
                                           'split': split, 'seed': seed})
-    return folder

@@ -19,6 +19,7 @@ STAGES = (
     ('network', 'network (host time)'),
     ('decode', 'decode (host time)'),
     ('device_wait', 'waiting for device results'),
+    ('server_wait', 'waiting for server answers'),  # inference.py --server
     ('results', 'results conversion'),
     ('save_json', 'writing --save_json'),
     ('evaluation', 'evaluation'),

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # FPS of CenterNet-R18's TensorRT FP16 engine at batch 32 (on a CPU: FP32 on ONNX Runtime): three
 # labelled tiers (docs/performance.md). The third tier (real files) runs when DATASETS_DIR is set.
+# Without a checkpoint, the bundled demo's stand-in weights: the same network, the same speed.
 source "$(dirname "$0")/_common.sh"
 validate_inputs no
+announce_demo_performance
 prepare_backend "$(pick_backend)"
 perf_count_args
 DATA_ARGS=()

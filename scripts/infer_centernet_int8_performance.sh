@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# FPS of CenterNet-R18 in INT8: the three tiers of the FP16 script. Calibrates on DATASETS_DIR (or
-# CALIB_DIR) the first time; the third tier (real files) needs DATASETS_DIR.
+# FPS of CenterNet-R18 in INT8: the three tiers of the FP16 script. Calibrates on CALIB_DIR, else
+# DATASETS_DIR, else the bundled demo's scenes, the first time; the third tier (real files) needs
+# DATASETS_DIR.
 source "$(dirname "$0")/_common.sh"
 source "$(dirname "$0")/_int8.sh"
 validate_inputs no
+announce_demo_performance
 validate_int8_inputs
 prepare_int8_backend
 perf_count_args

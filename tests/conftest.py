@@ -1,8 +1,11 @@
-"""Shared fixtures: the config's spec, a seeded model and checkpoint, exported ONNX files.
+"""Shared fixtures: the config's spec, a seeded model and checkpoint, exported ONNX files, and
+the guard that the suite writes nothing into the checkout.
 
 Everything heavy is session-scoped: one export per test run.
 """
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -60,3 +63,41 @@ def onnx_paths(tmp_path_factory, checkpoint_path):
                                '--output', str(fp32), '--precision', 'both'])
     assert exit_info.value.code == 0
     return {'fp32': fp32, 'fp16': folder / 'centernet_fp16.onnx'}
+
+
+# What Python, pytest and virtual environments keep in a checkout: not the suite's writing.
+_NOT_OURS = {'.git', '__pycache__', '.pytest_cache'}
+
+
+def checkout_state(root):
+    """{path relative to `root`: (size, mtime_ns)} of every file in the checkout, tracked,
+    untracked or git-ignored (results/, models/, ...), but for _NOT_OURS and .venv* folders."""
+    state = {}
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders
+                         if d not in _NOT_OURS and not d.startswith('.venv')]
+        for name in files:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                stat = os.lstat(path)
+                state[os.path.relpath(path, root)] = (stat.st_size, stat.st_mtime_ns)
+    return state
+
+
+def checkout_changes(before, after):
+    """Sorted 'created/changed/removed PATH' lines between two checkout_state()s."""
+    return sorted([f'created {p}' for p in after.keys() - before.keys()]
+                  + [f'removed {p}' for p in before.keys() - after.keys()]
+                  + [f'changed {p}' for p in before.keys() & after.keys()
+                     if before[p] != after[p]])
+
+
+@pytest.fixture(scope='session', autouse=True)
+def checkout_stays_unchanged():
+    """The suite must never write into the checkout (a test's record, export or cache under
+    results/, models/ or ~ belongs in tmp_path): fails the run, naming the files, if it did."""
+    before = checkout_state(ROOT)
+    yield
+    changes = checkout_changes(before, checkout_state(ROOT))
+    assert not changes, 'the test suite wrote into the checkout ' + str(ROOT) + ': ' + \
+        '; '.join(changes[:20])

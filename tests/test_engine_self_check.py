@@ -1,4 +1,4 @@
-"""The engine self-check (centernet.engine_check, build_engine.py) on the CPU.
+"""The engine self-check (centernet.engine.check, build_engine.py) on the CPU.
 
 The fake TensorRT engine (tests/fake_tensorrt.py) runs through the real TrtBackend, with a CPU
 stand-in for its CUDA side, and returns prepared outputs: ONNX Runtime's own FP32 outputs (a
@@ -20,8 +20,9 @@ import pytest
 import torch
 
 import build_engine
-from centernet import engine_build as eb
-from centernet import engine_check
+from centernet.engine import build as eb
+from centernet.engine.profile import FixedShape
+from centernet.engine import check as engine_check
 from centernet import onnx_export as ox
 from centernet.backends.onnxruntime_backend import OrtBackend
 from centernet.backends.tensorrt_backend import TrtBackend
@@ -29,7 +30,8 @@ from centernet.errors import UserError
 from common import run_main
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_tensorrt_contract import CpuStandIn, gpu, install_trt, onnx_files, trt  # noqa: E402,F401
+from test_tensorrt_contract import (RTX, CpuStandIn, gpu, install_trt, onnx_files,  # noqa: E402,F401
+                                    trt)
 
 PROFILE_ARGS = ['--min_batch', '1', '--opt_batch', '2', '--max_batch', '6',
                 '--min_side', '64', '--opt_side', '96', '--max_side', '96']
@@ -104,12 +106,15 @@ def checked(trt, gpu, onnx_files, ort_fp32, tmp_path, monkeypatch):
         for onnx in onnx_files.values():
             shutil.copyfile(onnx, tmp_path / onnx.name)
         monkeypatch.setattr(engine_check, 'load_gate', gate)
-        monkeypatch.setattr(engine_check, 'open_engine',
-                            lambda path: TrtBackend(path, gpu=CpuStandIn(),
-                                                    warn_unchecked=False))
+        monkeypatch.setattr(engine_check, 'open_engine', open_on_cpu)
         trt.compute = lambda canvases: ENGINES[kind](ort_outputs(ort_fp32, canvases))
         return tmp_path
     return setup
+
+
+def open_on_cpu(path, rebuild_path=None):
+    """engine.check.open_engine with the CPU stand-in for the backend's CUDA side."""
+    return TrtBackend(path, gpu=CpuStandIn(), warn_unchecked=False, rebuild_path=rebuild_path)
 
 
 def cli(folder, *extra):
@@ -133,7 +138,7 @@ def test_check_shapes_cover_the_profile_extremes():
     assert engine_check.check_shapes(eb.Profile()) == [((1, 32, 32), 1), ((2, 672, 32), 2),
                                                        ((4, 672, 672), 32)]
     assert engine_check.check_shapes(eb.Profile(2, 2, 2, 64, 64, 64)) == [((2, 64, 64), 2)]
-    assert engine_check.check_shapes(eb.FixedShape(2, 96, 128)) == [((2, 96, 128), 2)]
+    assert engine_check.check_shapes(FixedShape(2, 96, 128)) == [((2, 96, 128), 2)]
 
 
 def test_the_reference_is_the_fp32_onnx_found_by_its_fp16_name(onnx_files, tmp_path):
@@ -279,3 +284,127 @@ def test_an_interrupted_check_leaves_no_engine(checked, monkeypatch):
     monkeypatch.setattr(engine_check, 'load_gate', lambda: Interrupted)
     assert exit_code(cli(folder)) == 2
     assert sorted(p.name for p in folder.glob('m*')) == []
+
+
+def test_the_rebuild_advice_names_the_users_engine_not_the_staging_file(checked, trt, capsys,
+                                                                          monkeypatch):
+    """When the self-check cannot even open the new engine (here TensorRT cannot deserialize
+    it), the advice inside the error names the --engine path the user gave, never the
+    <name>.unchecked staging file the check ran on."""
+    folder = checked('right')
+    monkeypatch.setattr(trt.Runtime, 'deserialize_cuda_engine', lambda self, blob: None)
+    assert exit_code(cli(folder)) == 2
+    line = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')][0]
+    assert 'the engine does not open' in line
+    assert f'rebuild it with python3 build_engine.py --model {folder / "centernet_fp16.onnx"} ' \
+           f'--engine {folder / "m.engine"} ' in line
+    assert f'--engine {folder / "m.unchecked.engine"}' not in line
+
+
+# --- TensorRT for RTX: built without a GPU, checked at the first load on one --------------------
+
+@pytest.fixture
+def pending(install_trt, gpu, onnx_files, ort_fp32, tmp_path, monkeypatch):
+    """setup(kind) -> (folder, fake tensorrt_rtx): an engine built by build_engine.py on a
+    machine without a GPU (its self-check pending), then a GPU (sm 8.9) appears; the fake engine
+    returns the kind's outputs there."""
+    def setup(kind='right'):
+        rtx = install_trt(RTX)
+        for onnx in onnx_files.values():
+            shutil.copyfile(onnx, tmp_path / onnx.name)
+        monkeypatch.setattr(engine_check, 'load_gate', lambda: StandInGate)
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+        assert build_engine.main(cli(tmp_path)) == 0
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+        gpu.name, gpu.capability = 'NVIDIA GeForce RTX 4090', (8, 9)
+        rtx.compute = lambda canvases: ENGINES[kind](ort_outputs(ort_fp32, canvases))
+        return tmp_path, rtx
+    return setup
+
+
+def open_through_the_factory(folder):
+    from centernet.backends import open_backend
+    return open_backend('tensorrt', folder / 'm.engine', gpu=CpuStandIn())
+
+
+def test_a_pending_engine_is_checked_at_its_first_load_and_the_result_recorded(pending, capsys):
+    """open_backend (what inference.py calls) runs the pending check before the backend serves
+    anything, at the profile's extremes, on EAGER-compiled kernels (no fallback run); the
+    sidecar then says passed, and where; a second load runs no check."""
+    folder, rtx = pending('right')
+    record = json.loads((folder / 'm.engine.json').read_text())
+    assert record['self_check']['status'] == 'pending' and rtx.calls.executions == []
+    capsys.readouterr()
+    backend = open_through_the_factory(folder)
+    out = capsys.readouterr().out
+    assert 'checking it now, at its first load on NVIDIA GeForce RTX 4090 (sm 8.9)' in out
+    check = json.loads((folder / 'm.engine.json').read_text())['self_check']
+    assert check['status'] == 'passed' and check['at_first_load'] == dict(
+        gpu='NVIDIA GeForce RTX 4090', compute_capability='8.9')
+    assert {shape for _, shape in rtx.calls.input_shapes} >= {(1, 64, 64, 3), (6, 96, 96, 3)}
+    assert rtx.calls.fallback_runs == [] and rtx.calls.jit_compiles
+    assert backend.record['self_check']['status'] == 'passed'
+    runs = len(rtx.calls.executions)
+    open_through_the_factory(folder)
+    assert len(rtx.calls.executions) == runs  # nothing checked twice
+    assert 'warning' not in capsys.readouterr().err
+
+
+def test_a_pending_engine_that_fails_is_refused_now_and_later(pending, capsys):
+    """A wrong engine fails the check at its first load: one error line naming the rebuild
+    (with the runtime and targets it was built with) and ONNX Runtime; the sidecar records the
+    failure, so the next load refuses it without running it."""
+    folder, rtx = pending('swapped wh/offset')
+    with pytest.raises(UserError) as error:
+        open_through_the_factory(folder)
+    message = str(error.value)
+    assert 'failed its self-check' in message and '\n' not in message
+    assert '--runtime tensorrt-rtx --compute_capability portable --force' in message
+    assert f'inference.py --engine {folder / "centernet.onnx"}' in message
+    assert json.loads((folder / 'm.engine.json').read_text())['self_check']['status'] == 'failed'
+    runs = len(rtx.calls.executions)
+    with pytest.raises(UserError, match='failed its self-check'):
+        open_through_the_factory(folder)
+    assert len(rtx.calls.executions) == runs
+    assert exit_code(cli(folder, '--check')) == 1  # --if-stale would rebuild it
+
+
+def test_a_pending_engine_without_its_reference_is_refused(pending):
+    folder, _ = pending('right')
+    (folder / 'centernet.onnx').unlink()
+    with pytest.raises(UserError, match=r'self-check is pending, but its reference ONNX .*'
+                                        r'centernet.onnx is gone: put that file back, or rebuild'):
+        open_through_the_factory(folder)
+
+
+def test_a_pending_engine_opened_directly_warns(pending, capsys):
+    """TrtBackend itself does not run the check (it sits below engine.check); opened directly,
+    a pending engine says that its detections are not verified and how to have them checked."""
+    folder, _ = pending('right')
+    capsys.readouterr()
+    TrtBackend(folder / 'm.engine', gpu=CpuStandIn())
+    err = capsys.readouterr().err
+    assert 'has a pending self-check' in err and 'centernet.backends.open_backend' in err
+
+
+def test_an_rtx_engine_built_on_its_target_is_checked_at_once_and_keeps_its_kernels(
+        install_trt, gpu, onnx_files, ort_fp32, tmp_path, monkeypatch):
+    """With a target GPU present the check runs right after the build, as with TensorRT; the
+    kernels compiled for it (the staging engine's runtime cache) stay with the installed engine,
+    and nothing of the staging engine is left."""
+    rtx = install_trt(RTX)
+    gpu.name, gpu.capability = 'NVIDIA GeForce RTX 4090', (8, 9)
+    for onnx in onnx_files.values():
+        shutil.copyfile(onnx, tmp_path / onnx.name)
+    monkeypatch.setattr(engine_check, 'load_gate', lambda: StandInGate)
+    monkeypatch.setattr(engine_check, 'open_engine', open_on_cpu)
+    rtx.compute = lambda canvases: ort_outputs(ort_fp32, canvases)
+    assert build_engine.main(cli(tmp_path, '--compute_capability', 'current')) == 0
+    record = json.loads((tmp_path / 'm.engine.json').read_text())
+    assert record['self_check']['status'] == 'passed' and record['targets'] == ['8.9']
+    assert sorted(p.name for p in tmp_path.glob('m*')) == [
+        'm.engine', 'm.engine.json', 'm.engine.runtime_cache']
+    compiled = len(rtx.calls.jit_compiles)
+    backend = TrtBackend(tmp_path / 'm.engine', gpu=CpuStandIn(), log=lambda *a: None)
+    backend.infer(torch.zeros((1, 64, 64, 3), dtype=torch.uint8))  # a shape the check ran
+    assert rtx.calls.runtime_cache_loads == [True] and len(rtx.calls.jit_compiles) == compiled

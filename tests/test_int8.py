@@ -14,13 +14,14 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from centernet import engine_build as eb
+from centernet.engine import build as eb
 from centernet import onnx_export as ox
 from centernet import standin_scenes
 from centernet.errors import UserError
 from centernet.int8_quantize import qdq_summary, quantize_int8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_rtx import requires_rtx  # noqa: E402
 from test_tensorrt_contract import TRT10, TRT11, gpu, install_trt, quiet  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,7 +263,7 @@ def test_int8_engine_is_built_strongly_typed_from_the_qdq_onnx(install_trt, gpu,
 def test_int8_engine_self_check_is_against_its_own_qdq_onnx(int8_paths, onnx_paths):
     """The INT8 engine's reference is the Q/DQ graph it is built from (same scales), never the
     FP32 ONNX on generated scenes, where sound and broken calibrations overlap."""
-    from centernet import engine_check
+    from centernet.engine import check as engine_check
     assert engine_check.find_reference_onnx(int8_paths['tensorrt'], 'int8') == \
         int8_paths['tensorrt']
     with pytest.raises(UserError, match='drop --reference_onnx'):
@@ -276,14 +277,14 @@ def test_int8_engine_self_check_runs_the_qdq_onnx_beside_it(install_trt, gpu, in
     """A fake INT8 engine returning ONNX Runtime's outputs of the Q/DQ graph passes the real gate;
     one with two outputs swapped is refused and moved aside."""
     import torch
-    from centernet import engine_check
+    from centernet.engine import check as engine_check
     from centernet.backends.onnxruntime_backend import OrtBackend
     from centernet.backends.tensorrt_backend import TrtBackend
     from test_tensorrt_contract import CpuStandIn
     trt = install_trt(TRT10)
     qdq = OrtBackend(int8_paths['tensorrt'])
-    monkeypatch.setattr(engine_check, 'open_engine', lambda path: TrtBackend(
-        path, gpu=CpuStandIn(), warn_unchecked=False))
+    monkeypatch.setattr(engine_check, 'open_engine', lambda path, rebuild_path=None: TrtBackend(
+        path, gpu=CpuStandIn(), warn_unchecked=False, rebuild_path=rebuild_path))
 
     def compute(canvases):
         heatmap, wh, offset = [t.numpy() for t in qdq.infer(torch.from_numpy(canvases))]
@@ -313,6 +314,48 @@ def test_int8_engine_from_the_wrong_onnx_is_a_user_error(install_trt, gpu, int8_
     with pytest.raises(UserError, match=words):
         eb.build_engine(source, tmp_path / 'm.engine', precision, eb.Profile(), log=quiet)
     assert not (tmp_path / 'm.engine').exists()
+
+
+# --- the real builder (TensorRT for RTX on this CPU; tests/test_tensorrt_real_builder.py) -------
+
+@requires_rtx
+def test_the_real_builder_builds_the_int8_graph(int8_paths, onnx_paths, tmp_path):
+    """tensorrt_rtx builds the tensorrt-flavour Q/DQ graph through build_engine.py without a GPU:
+    the heads I/O contract, int8 weights kept (the engine is under 40 % of the FP32 weights'
+    bytes), a pending self-check against the Q/DQ ONNX itself, and the warning that the support
+    matrix lists INT8 only for weight-only GEMMs."""
+    import json
+    from test_tensorrt_real_builder import run_cli
+    engine = tmp_path / 'm.engine'
+    code, out, err = run_cli(['--model', str(int8_paths['tensorrt']), '--engine', str(engine),
+                              '--precision', 'int8', '--runtime', 'tensorrt-rtx'])
+    assert code == 0, err[-3000:]
+    record = json.loads((tmp_path / 'm.engine.json').read_text())
+    assert record['precision'] == 'int8' and record['runtime'] == 'tensorrt-rtx'
+    assert [t['name'] for t in record['network']['outputs']] == list(ox.OUTPUT_NAMES)
+    assert {t['dtype'] for t in record['network']['outputs']} == {'FLOAT'}
+    assert engine.stat().st_size < 0.4 * onnx_paths['fp32'].stat().st_size
+    assert record['self_check']['status'] == 'pending'
+    assert record['self_check']['reference_onnx'] == str(int8_paths['tensorrt'].resolve())
+    assert 'lists INT8 only for weight-only quantized GEMMs' in out
+
+
+@requires_rtx
+def test_the_cpu_flavour_graph_is_refused_as_the_real_parser_refuses_it(int8_paths, tmp_path):
+    """build_engine.py refuses the CPU-flavour graph in one line naming --int8_flavour
+    tensorrt, before any build; and the real parser does refuse that graph (its int32 biases
+    into DequantizeLinear), so the refusal is TensorRT's rule, not the kit's taste."""
+    import real_rtx
+    from test_tensorrt_real_builder import run_cli, the_error_line
+    code, _, err = run_cli(['--model', str(int8_paths['cpu']), '--engine',
+                            str(tmp_path / 'm.engine'), '--precision', 'int8', '--runtime',
+                            'tensorrt-rtx'])
+    assert code == 2 and 'export with --int8_flavour tensorrt' in the_error_line(err)
+    assert not (tmp_path / 'm.engine').exists()
+    parsed = real_rtx.parse(int8_paths['cpu'])
+    assert not parsed.parsed
+    said = ' '.join(str(parsed.parser.get_error(i).desc()) for i in range(parsed.parser.num_errors))
+    assert 'DequantizeLinear' in said and 'Int32' in said, said
 
 
 # --- the trained stand-in (tests/fixtures/standin; tools/train_standin.py makes it) -------------
@@ -380,29 +423,3 @@ def test_precision_gate_refuses_a_broken_int8_graph(standin, standin_int8, defec
     report = run_gate(lambda c: ox.run_torch(model, c), lambda c: ox.run_onnxruntime(broken, c),
                       model.spec, 'int8', inputs=inputs)
     assert not report.ok
-
-
-def test_int8_scripts_calibrate_export_and_run_on_the_cpu(standin):
-    """scripts/infer_centernet_int8_{accuracy,performance}.sh on the CPU path: calibrate on
-    DATASETS_DIR, export the cpu-flavour graph once, evaluate, then time it."""
-    import os
-    import subprocess
-    models = standin['root'] / 'models'
-    env = dict(os.environ, PYTHON=sys.executable, BACKEND='onnxruntime', DATASETS_DIR=str(
-        standin['test']), CHECKPOINT=str(standin['checkpoint']), MODELS_DIR=str(models),
-        CALIB_IMAGES='32', ACC_TARGET=str(STANDIN_MIN_AP - INT8_MAX_AP_LOSS))
-    done = subprocess.run(['bash', str(ROOT / 'scripts' / 'infer_centernet_int8_accuracy.sh'),
-                           '--record', str(standin['root'] / 'acc.json'), '--quiet'],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert 'INT8 Q/DQ ONNX' in done.stdout
-    assert ox.read_metadata(models / 'centernet_int8_cpu.onnx')[2]['centernet.int8_flavour'] \
-        == 'cpu'
-    done = subprocess.run(['bash', str(ROOT / 'scripts' / 'infer_centernet_int8_performance.sh'),
-                           '--record', str(standin['root'] / 'perf.json'), '--quiet'],
-                          env=dict(env, BATCHSIZE='1', WARMUP='1', ITERATIONS='2'),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert 'reusing the int8 export' in done.stdout  # the accuracy run's ONNX, reused
-    record = json.loads((standin['root'] / 'perf.json').read_text())
-    assert record['backend']['precision'] == 'int8'

@@ -1,25 +1,41 @@
-"""The user's journey with the two shell scripts, on the CPU path (ONNX Runtime), end to end.
+"""The user's journey with the shell scripts, on the CPU path (ONNX Runtime), end to end.
 
 With weights the seeded fixtures did not make (BatchNorm statistics calibrated on generated
 scenes, as a trained network's are; other seeds), from an empty models folder: export (gated),
 evaluate, time; a second run reuses the export, another checkpoint or a refused/doctored export
-makes the scripts export again. Bad inputs fail at once, before any long work.
+makes the scripts export again. With nothing given, the bundled demo (the trained stand-in on its
+generated scenes) runs all four scripts. INT8 weights the gate refuses reach the end by following
+the scripts' own advice. Bad inputs fail at once, before any long work. Every run writes into
+tmp_path only: --record, MODELS_DIR and DEMO_CACHE (conftest's guard checks the checkout).
 """
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import CONFIG, ROOT, checkout_changes, checkout_state
 from centernet.synthetic import write_coco_dataset
+
+# The variables the scripts read: a test sets the ones it means, never inherits the caller's.
+SCRIPT_VARIABLES = ('DATASETS_DIR', 'CHECKPOINT', 'MODELS_DIR', 'BACKEND', 'BATCHSIZE', 'WARMUP',
+                    'ITERATIONS', 'PERF_IMAGES', 'ACC_TARGET', 'CALIB_DIR', 'CALIB_IMAGES',
+                    'CALIB_METHOD', 'INT8_UNCHECKED', 'DEMO_CACHE', 'XDG_CACHE_HOME')
+STANDIN = ROOT / 'tests' / 'fixtures' / 'standin' / 'standin_centernet.pth'
+# docs/int8.md: the stand-in's test AP on ONNX Runtime FP32, measured when it was trained
+STANDIN_RECORDED_AP = 0.6506
+DEFAULT_CHECKPOINT = ROOT / 'checkpoints' / \
+    'centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth'
 
 
 def run_script(name, env, *args):
-    full_env = dict(os.environ, PYTHON=sys.executable, **env)
+    inherited = {k: v for k, v in os.environ.items() if k not in SCRIPT_VARIABLES}
+    full_env = dict(inherited, PYTHON=sys.executable, **{k: str(v) for k, v in env.items()})
     return subprocess.run(['bash', str(ROOT / 'scripts' / name), *args], env=full_env,
                           capture_output=True, text=True, timeout=900)
 
@@ -42,7 +58,8 @@ def journey(tmp_path_factory, spec):
 
 def env_for(root, checkpoint, models):
     return dict(DATASETS_DIR=str(root / 'coco'), CHECKPOINT=str(checkpoint),
-                MODELS_DIR=str(root / models), BACKEND='onnxruntime')
+                MODELS_DIR=str(root / models), BACKEND='onnxruntime',
+                DEMO_CACHE=str(root / 'demo_cache'))
 
 
 def export_report(root, models):
@@ -79,7 +96,8 @@ def test_another_checkpoint_or_a_refused_export_is_exported_again(journey):
     env = env_for(root, checkpoints[42], 'models_41')
     if not (root / 'models_41' / 'centernet.onnx').is_file():
         pytest.skip('needs test_first_run_from_an_empty_models_folder[41]')
-    done = run_script('infer_centernet_fp16_accuracy.sh', dict(env, ACC_TARGET='0'), '--quiet')
+    record = ['--record', str(root / 'acc_another.json'), '--quiet']
+    done = run_script('infer_centernet_fp16_accuracy.sh', dict(env, ACC_TARGET='0'), *record)
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'exporting again (made from another checkpoint' in done.stdout
     assert export_report(root, 'models_41')['weight'] == str(checkpoints[42])
@@ -89,14 +107,35 @@ def test_another_checkpoint_or_a_refused_export_is_exported_again(journey):
     report['outputs']['fp32']['status'] = 'failed'
     (models / 'centernet.export.json').write_text(json.dumps(report))
     (models / 'centernet.onnx').rename(models / 'centernet.rejected.onnx')
-    done = run_script('infer_centernet_fp16_accuracy.sh', dict(env, ACC_TARGET='0'), '--quiet')
+    done = run_script('infer_centernet_fp16_accuracy.sh', dict(env, ACC_TARGET='0'), *record)
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'exporting again (its fp32 graph has status failed, not passed)' in done.stdout
     assert sorted(p.name for p in models.iterdir()) == ['centernet.export.json', 'centernet.onnx']
 
 
+def test_a_checkpoint_without_coco_runs_on_the_demo_scenes_and_says_what_that_means(journey):
+    """Either half given: the user's checkpoint, no DATASETS_DIR. The demo's test scenes, a
+    warning that the AP means nothing for COCO weights, no target (exit 0 whatever the AP)."""
+    root, checkpoints = journey
+    env = dict(env_for(root, checkpoints[42], 'models_41'), DATASETS_DIR='')
+    done = run_script('infer_centernet_fp16_accuracy.sh', env, '--record',
+                      str(root / 'acc_demo_scenes.json'), '--quiet')
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(f'== no DATASETS_DIR: {checkpoints[42]} runs on the bundled demo\'s '
+                            '500 generated scenes') and 'this AP means nothing' in first
+    record = json.loads((root / 'acc_demo_scenes.json').read_text())
+    assert record['images'] == 500 and 'standin-' in record['dataset']
+    assert '--acc_target' not in done.stdout and 'PASS' not in done.stdout
+    assert not (root / 'models_41' / 'standin-demo').exists()  # its own models, as with COCO
+
+
 @pytest.mark.parametrize('script, variables, message', [
-    ('infer_centernet_fp16_accuracy.sh', {'DATASETS_DIR': ''}, 'set DATASETS_DIR to your COCO'),
+    ('infer_centernet_fp16_accuracy.sh', {'DATASETS_DIR': '', 'DEMO_CACHE': '{tmp}/file/x'},
+     "cannot make the folder for the demo's scenes {tmp}/file/x/standin-"),
+    ('infer_centernet_fp16_accuracy.sh', {'DATASETS_DIR': '{coco}', 'CHECKPOINT': ''},
+     'checkpoint checkpoints/centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth not '
+     'found; download it with: scripts/prepare.sh --only checkpoint'),
     ('infer_centernet_fp16_accuracy.sh', {'DATASETS_DIR': '{tmp}'},
      'instances_val2017.json not found; to download COCO val2017'),
     ('infer_centernet_fp16_performance.sh', {'DATASETS_DIR': '{tmp}'},
@@ -107,12 +146,188 @@ def test_another_checkpoint_or_a_refused_export_is_exported_again(journey):
     ('infer_centernet_fp16_performance.sh', {'BATCHSIZE': '0'}, 'BATCHSIZE=0: expected a whole'),
     ('infer_centernet_fp16_performance.sh', {'ITERATIONS': 'ten'}, 'ITERATIONS=ten: expected'),
     ('infer_centernet_fp16_accuracy.sh', {'ACC_TARGET': '25.5'}, 'ACC_TARGET=25.5: expected an AP'),
+    ('infer_centernet_int8_accuracy.sh', {'INT8_UNCHECKED': 'yes'}, 'INT8_UNCHECKED=yes: set 1'),
+    ('infer_centernet_int8_performance.sh', {'CALIB_METHOD': 'kl'}, 'CALIB_METHOD=kl: choose'),
+    ('infer_centernet_int8_performance.sh', {'CALIB_DIR': '{tmp}/none'},
+     'CALIB_DIR={tmp}/none is not a folder'),
 ])
 def test_bad_inputs_fail_at_once(journey, tmp_path, script, variables, message):
     root, checkpoints = journey
     env = env_for(root, checkpoints[41], tmp_path / 'models')
-    env.update({k: v.format(tmp=tmp_path) for k, v in variables.items()})
+    if variables.get('CHECKPOINT') == '' and DEFAULT_CHECKPOINT.is_file():
+        pytest.skip(f'{DEFAULT_CHECKPOINT} is there: the scripts take it')
+    env.update({k: v.format(tmp=tmp_path, coco=root / 'coco') for k, v in variables.items()})
+    (tmp_path / 'file').write_text('a file where a folder should be')
     done = run_script(script, env)
     assert done.returncode == 2
-    assert done.stderr.startswith('error: ') and message in done.stderr, done.stderr
+    assert done.stderr.startswith('error: ') and message.format(tmp=tmp_path) in done.stderr, \
+        done.stderr
+    assert len(done.stderr.splitlines()) == 1
     assert not (tmp_path / 'models').exists()  # nothing started: no export, no timing
+
+
+def test_readme_lists_the_targets_the_scripts_use():
+    """README's Quick start names each script's ACC_TARGET default; they are the scripts' own
+    values (scripts/_common.sh, read by bash)."""
+    values = subprocess.run(['bash', '-c', 'source scripts/_common.sh && echo $COCO_TARGET_FP16 '
+                             '$COCO_TARGET_INT8 $STANDIN_TARGET'], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split()
+    readme = (ROOT / 'README.md').read_text()
+    quick_start = readme[readme.index('## Quick start'):readme.index('### The precision gate')]
+    listed = re.search(r'`ACC_TARGET`\s+\(FP16 ([0-9.]+), INT8 ([0-9.]+), demo ([0-9.]+)\)',
+                       quick_start)
+    assert listed, 'README Quick start must list ACC_TARGET (FP16 x, INT8 y, demo z)'
+    assert list(listed.groups()) == values
+    assert float(values[2]) == pytest.approx(STANDIN_RECORDED_AP - 0.01, abs=0.001)
+
+
+def test_checkout_guard_names_what_a_run_wrote(tmp_path):
+    """conftest's guard: a created, a changed and a removed file are each named."""
+    (tmp_path / 'kept.txt').write_text('a')
+    (tmp_path / 'gone.txt').write_text('b')
+    (tmp_path / '__pycache__').mkdir()
+    before = checkout_state(tmp_path)
+    (tmp_path / 'results').mkdir()
+    (tmp_path / 'results' / 'accuracy_onnxruntime_bs4.json').write_text('{}')
+    (tmp_path / 'kept.txt').write_text('changed')
+    os.utime(tmp_path / 'kept.txt', ns=(1, 1))
+    (tmp_path / 'gone.txt').unlink()
+    (tmp_path / '__pycache__' / 'x.pyc').write_bytes(b'')  # Python's, not a test's
+    assert checkout_changes(before, checkout_state(tmp_path)) == [
+        'changed kept.txt', 'created results/accuracy_onnxruntime_bs4.json', 'removed gone.txt']
+
+
+# --- the bundled demo: nothing downloaded, no DATASETS_DIR, no checkpoint -----------------------
+
+def _tree_digest(folder):
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob('*') if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b'\0' + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    """The four scripts as a newcomer runs them on a CPU: with nothing set but where things go."""
+    if DEFAULT_CHECKPOINT.is_file():
+        pytest.skip(f'{DEFAULT_CHECKPOINT} is there: the scripts run it, not the demo')
+    if not STANDIN.is_file():
+        pytest.skip(f'{STANDIN} absent')
+    root = tmp_path_factory.mktemp('demo')
+    env = dict(MODELS_DIR=root / 'models', DEMO_CACHE=root / 'cache', BACKEND='onnxruntime')
+    return root, env
+
+
+def _ap(record):
+    return json.loads(record.read_text())['metrics']['mAP']
+
+
+def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, tmp_path):
+    root, env = demo
+    done = run_script('infer_centernet_fp16_accuracy.sh', env, '--record', str(root / 'acc.json'),
+                      '--quiet')
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith('== bundled demo, not COCO and not the published model: the '
+                               "kit's stand-in CenterNet-R18") and \
+        'DATASETS_DIR=/data/coco scripts/prepare.sh' in lines[0]
+    assert "its target is its own, AP >= 0.64" in lines[1]
+    # its AP: the one recorded when the stand-in was trained (torch backend, docs/int8.md)
+    assert abs(_ap(root / 'acc.json') - STANDIN_RECORDED_AP) <= 0.01
+    assert 'PASS: AP 0.6' in done.stdout and 'meets --acc_target 0.64' in done.stdout
+    # the scenes: exactly the stand-in's test split, generated once
+    scenes = next((root / 'cache').glob('standin-*/test-500'))
+    from centernet.standin_scenes import write_split
+    assert _tree_digest(scenes) == _tree_digest(write_split(tmp_path, 'test', 500))
+    # its models have their own folder, made from the stand-in: a COCO run never takes them
+    models = root / 'models'
+    assert sorted(p.name for p in models.iterdir()) == ['standin-demo']
+    report = json.loads((models / 'standin-demo' / 'centernet.export.json').read_text())
+    assert report['weight_sha256'] == hashlib.sha256(STANDIN.read_bytes()).hexdigest()
+    from centernet.export_cli import reuse_problem
+    other = tmp_path / 'user.pth'
+    other.write_bytes(STANDIN.read_bytes()[:-1] + b'x')
+    assert reuse_problem(models / 'standin-demo' / 'centernet.onnx', 'fp32', other, CONFIG) == \
+        f'made from another checkpoint than {other}'
+    # the performance script: the same export, the real model's speed, no pipeline tier
+    quick = dict(env, BATCHSIZE=1, WARMUP=0, ITERATIONS=1)  # what is printed, not how fast
+    done = run_script('infer_centernet_fp16_performance.sh', quick, '--record',
+                      str(root / 'perf.json'), '--quiet')
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith('== bundled demo, not COCO')
+    assert lines[1].startswith("== these FPS are the real CenterNet-R18's")
+    assert 'reusing the fp32 export' in done.stdout
+    assert set(json.loads((root / 'perf.json').read_text())['tiers']) == {'engine', 'engine+io'}
+
+
+def test_demo_int8_pair_calibrates_on_the_standin_train_scenes(demo):
+    root, env = demo
+    done = run_script('infer_centernet_int8_accuracy.sh', env, '--record',
+                      str(root / 'acc8.json'), '--quiet')
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith('== bundled demo, not COCO and not the published model')
+    calib = next((root / 'cache').glob('standin-*/train-136'))  # 128 calibrated + 8 gated
+    assert f"== calibration: the stand-in's first 128 train scenes (generated once into {calib})" \
+        in lines
+    banner = next(i for i, line in enumerate(lines) if 'INT8 on ONNX Runtime (CPU)' in line)
+    export = next(i for i, line in enumerate(lines) if 'exporting again' in line)
+    assert banner < export  # which path, before the export
+    assert abs(_ap(root / 'acc8.json') - STANDIN_RECORDED_AP) <= 0.01
+    assert 'meets --acc_target 0.64' in done.stdout
+    from centernet import onnx_export as ox
+    onnx = root / 'models' / 'standin-demo' / 'centernet_int8_cpu.onnx'
+    assert ox.read_metadata(onnx)[2]['centernet.int8_flavour'] == 'cpu'
+    quick = dict(env, BATCHSIZE=1, WARMUP=0, ITERATIONS=1)
+    done = run_script('infer_centernet_int8_performance.sh', quick, '--record',
+                      str(root / 'perf8.json'), '--quiet')
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'reusing the int8 export (passed the precision gate' in done.stdout
+    assert json.loads((root / 'perf8.json').read_text())['backend']['precision'] == 'int8'
+    assert 'warning' not in done.stderr
+
+
+# --- INT8 weights the gate refuses: the scripts' own advice leads to the end --------------------
+
+def test_int8_scripts_reach_the_end_with_weights_the_gate_refuses(journey):
+    """Seed 41's weights (gate_cases: calibrated BatchNorm, heads x1.5) calibrated on the
+    journey's three pictures: the INT8 gate refuses them (offset heads past the limit). The
+    refusal names the script's variables; INT8_UNCHECKED=1 writes and uses the graph, and the
+    next run with it reuses that graph, with a warning each time, instead of deleting it."""
+    from centernet import onnx_export as ox
+    root, checkpoints = journey
+    env = dict(env_for(root, checkpoints[41], 'models_int8'), ACC_TARGET='0')
+    models = root / 'models_int8'
+    quick = dict(BATCHSIZE=1, WARMUP=0, ITERATIONS=1)
+    done = run_script('infer_centernet_int8_performance.sh', dict(env, **quick), '--record',
+                      str(root / 'p8.json'), '--quiet')
+    assert done.returncode == 2
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith('error: the int8 ONNX was refused by the precision gate')
+    assert 'CALIB_IMAGES=' in error and 'CALIB_METHOD=' in error and 'INT8_UNCHECKED=1' in error
+    assert '--skip-check' not in error and '--calib' not in error  # flags a script user lacks
+    assert (models / 'centernet_int8_cpu.rejected.onnx').is_file()
+    # following the advice
+    unchecked = dict(env, INT8_UNCHECKED=1)
+    done = run_script('infer_centernet_int8_accuracy.sh', unchecked, '--record',
+                      str(root / 'a8.json'), '--quiet')
+    assert done.returncode == 0, done.stderr[-3000:]
+    onnx = models / 'centernet_int8_cpu_unchecked.onnx'
+    assert f'== warning: INT8_UNCHECKED=1: {onnx} is written and used without the precision ' \
+        'gate' in done.stdout
+    assert 'WITHOUT the precision gate, as asked' in done.stdout
+    assert f'warning: {onnx} was written without the precision gate' in done.stderr  # inference
+    assert ox.read_metadata(onnx)[2][ox.METADATA_GATE] == ox.GATE_SKIPPED
+    report = json.loads((models / 'centernet_int8_cpu_unchecked.export.json').read_text())
+    assert report['outputs']['int8']['status'] == 'skipped'
+    made = onnx.stat()
+    # the next run with the same setting: reused, warned about, not deleted
+    done = run_script('infer_centernet_int8_performance.sh', dict(unchecked, **quick), '--record',
+                      str(root / 'p8.json'), '--quiet')
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'reusing the int8 export (written WITHOUT the precision gate, as INT8_UNCHECKED=1 ' \
+        'asks' in done.stdout
+    assert f'warning: {onnx} was written without the precision gate' in done.stderr
+    assert (onnx.stat().st_ino, onnx.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
+    assert json.loads((root / 'p8.json').read_text())['backend']['model'] == str(onnx)

@@ -3,14 +3,18 @@
 The truth is tests/fixtures/tensorrt_api_{10.x,11.x}.txt: the names (and enum values) present at
 every release of the major version read, extracted by tools/extract_tensorrt_api.py from the
 sources of TensorRT's own Python bindings (NVIDIA/TensorRT python/src, include/; the tags and
-commits are in each file's header). So a typo, a name that exists only in our heads, or an API
-that TensorRT removed fails here, on the CPU, instead of on the user's first GPU run.
+commits are in each file's header); and tests/fixtures/tensorrt_api_rtx-1.7.x.txt, read by the
+same tool from the installed tensorrt_rtx wheel (a test below re-reads the wheel and compares).
+So a typo, a name that exists only in our heads, or an API that TensorRT removed fails here, on
+the CPU, instead of on the user's first GPU run.
 
 - The kit: `trt.X`, `trt.X.Y` (also `self.trt.X...`, and getattr(trt.X, 'Y', default)) in
-  centernet/ and tools/, found with `ast`; required in both 10.x and 11.x unless a getattr with a
-  default allows it to be missing in one. A class derived from `trt.X` must define X's callbacks.
+  centernet/ and tools/, found with `ast`; required in 10.x, 11.x and TensorRT for RTX unless a
+  getattr with a default allows it to be missing in some; inside a class named `Rtx...`
+  (engine/api.py's RtxApi), required in TensorRT for RTX only. A class derived from `trt.X` must
+  define X's callbacks.
 - The fake: its module attributes, classes (their methods, properties and `self.x` attributes,
-  read from its source with `ast`) and enum values, per version, against that version's list.
+  read from its source with `ast`) and enum values, per flavour, against that flavour's list.
 Object methods (config.set_flag, ...) are not typed here; they are covered by the contract tests,
 which run the kit against the fake, and the fake can only have real names.
 """
@@ -25,11 +29,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_tensorrt  # noqa: E402
+from real_rtx import requires_rtx, rtx  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / 'tests' / 'fixtures'
-MAJORS = {'10': '10.x', '11': '11.x'}
-FAKE_VERSIONS = {'10': '10.8.0.43', '11': '11.0.0.12'}
+MAJORS = {'10': '10.x', '11': '11.x', 'rtx': 'for RTX 1.7.x'}
+FILES = {'10': '10.x', '11': '11.x', 'rtx': 'rtx-1.7.x'}
+FAKE_VERSIONS = {'10': '10.8.0.43', '11': '11.0.0.12', 'rtx': fake_tensorrt.RTX_VERSION}
+RTX_ONLY_PREFIX = 'Rtx'  # a class whose name starts so holds TensorRT for RTX's own calls
 # The Python package sets __version__ (python/packaging/bindings_wheel/tensorrt/__init__.py),
 # outside the bindings the lists are read from.
 PACKAGE_NAMES = {'__version__'}
@@ -73,31 +80,50 @@ class Api:
 
 @pytest.fixture(scope='module')
 def apis():
-    return {major: Api(FIXTURES / f'tensorrt_api_{label}.txt') for major, label in MAJORS.items()}
+    return {major: Api(FIXTURES / f'tensorrt_api_{label}.txt') for major, label in FILES.items()}
 
 
 # --- the kit's uses -------------------------------------------------------------------------
 
 def _dotted(node):
-    """'X.Y' for trt.X.Y / self.trt.X.Y, else None."""
+    """'X.Y' for trt.X.Y / self.trt.X.Y, else None; Python's own attributes after a name
+    (trt.X.__members__.items) are not TensorRT's: the chain stops before them."""
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
         node = node.value
         if isinstance(node, ast.Attribute) and node.attr == 'trt' and \
                 isinstance(node.value, ast.Name) and node.value.id == 'self':
-            return '.'.join(reversed(parts))
+            return _tensorrt_part(parts)
     if isinstance(node, ast.Name) and node.id == 'trt':
-        return '.'.join(reversed(parts))
+        return _tensorrt_part(parts)
     return None
 
 
+def _tensorrt_part(reversed_parts):
+    names = list(reversed(reversed_parts))
+    for index, name in enumerate(names):
+        if index and name.startswith('__') and name.endswith('__'):
+            names = names[:index]
+            break
+    return '.'.join(names)
+
+
 def tensorrt_uses(source, filename='<source>'):
-    """(required, optional, subclasses) TensorRT names in `source`: required 'X.Y' uses,
-    getattr(trt.X, 'Y', default) ones, and {class name: 'X'} for classes deriving from trt.X."""
+    """(required, optional, subclasses, rtx_only) TensorRT names in `source`: required 'X.Y'
+    uses, getattr(trt.X, 'Y', default) ones, {class name: 'X'} for classes deriving from trt.X,
+    and the required uses that sit inside an `Rtx...` class."""
     tree = ast.parse(source, filename)
-    required, optional, subclasses = set(), set(), {}
+    required, optional, subclasses, rtx_only = set(), set(), {}, set()
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def in_rtx_class(node):
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, ast.ClassDef) and node.name.startswith(RTX_ONLY_PREFIX):
+                return True
+        return False
+
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
@@ -116,8 +142,9 @@ def tensorrt_uses(source, filename='<source>'):
                         item.name for item in node.body if isinstance(item, ast.FunctionDef)})
         if isinstance(node, ast.Attribute) and _dotted(node) and \
                 not isinstance(parents.get(node), ast.Attribute):
-            required.add(_dotted(node))  # the longest chain only: trt.X.Y, not trt.X too
-    return required, optional, subclasses
+            # the longest chain only: trt.X.Y, not trt.X too
+            (rtx_only if in_rtx_class(node) else required).add(_dotted(node))
+    return required, optional, subclasses, rtx_only
 
 
 def kit_sources():
@@ -128,12 +155,15 @@ def kit_sources():
 
 def problems_in(source, apis, filename='<source>'):
     """What the kit's use of TensorRT in `source` gets wrong, one line each."""
-    required, optional, subclasses = tensorrt_uses(source, filename)
+    required, optional, subclasses, rtx_only = tensorrt_uses(source, filename)
     found = []
     for name in sorted(required):
         missing = [MAJORS[m] for m, api in apis.items() if not api.has(name)]
         if missing:
             found.append(f'{filename}: trt.{name} does not exist in TensorRT {", ".join(missing)}')
+    for name in sorted(rtx_only):
+        if not apis['rtx'].has(name):
+            found.append(f'{filename}: trt.{name} does not exist in TensorRT {MAJORS["rtx"]}')
     for name in sorted(optional):
         if not any(api.has(name) for api in apis.values()):
             found.append(f'{filename}: trt.{name} exists in no TensorRT version read')
@@ -148,17 +178,21 @@ def problems_in(source, apis, filename='<source>'):
     return found
 
 
-def test_every_tensorrt_name_the_kit_uses_exists_in_10_and_11(apis):
+def test_every_tensorrt_name_the_kit_uses_exists_in_10_11_and_rtx(apis):
     sources = kit_sources()
-    uses = set()
+    uses, rtx_uses = set(), set()
     problems = []
     for path, source in sources.items():
-        uses |= tensorrt_uses(source, str(path))[0]
+        found = tensorrt_uses(source, str(path))
+        uses |= found[0]
+        rtx_uses |= found[3]
         problems += problems_in(source, apis, str(path))
     assert problems == []
     # the walk sees the kit's uses (a walk that finds nothing would pass anything)
     assert {'BuilderFlag.TF32', 'MemoryPoolType.WORKSPACE', 'ILogger.WARNING', 'IProgressMonitor',
             'Builder', 'OnnxParser', 'Runtime', '__version__'} <= uses
+    assert {'ComputeCapability.CURRENT', 'DynamicShapesKernelSpecializationStrategy.EAGER',
+            'EngineInvalidityDiagnostics'} <= rtx_uses
 
 
 @pytest.mark.parametrize('source, words', [
@@ -173,6 +207,10 @@ def test_every_tensorrt_name_the_kit_uses_exists_in_10_and_11(apis):
      'STRONGLY_TYPD exists in no TensorRT version'),
     ('def f(trt):\n    class P(trt.IProgressMonitor):\n        def step_completed(self, n, s):\n'
      '            return True\n', 'does not define step_complete'),
+    ('class Api:\n    def f(self):\n        return self.trt.ComputeCapability.CURRENT\n',
+     'trt.ComputeCapability.CURRENT does not exist in TensorRT 10.x, 11.x'),  # RTX's only
+    ('class RtxApi:\n    def f(self):\n        return self.trt.ComputeCapability.SM90\n',
+     'trt.ComputeCapability.SM90 does not exist in TensorRT for RTX 1.7.x'),
 ])
 def test_a_typo_or_a_removed_name_fails(apis, source, words):
     """The checker itself: each of these would break only on a user's GPU."""
@@ -181,6 +219,15 @@ def test_a_typo_or_a_removed_name_fails(apis, source, words):
 
 
 # --- the fake -------------------------------------------------------------------------------
+
+def _class_body(node):
+    """A class's statements, those under `if flavour:` included (flavour-only members)."""
+    for item in node.body:
+        if isinstance(item, ast.If):
+            yield from item.body
+        else:
+            yield item
+
 
 def fake_class_members():
     """{class name: public names} of the fake's classes, read from its source: methods,
@@ -191,7 +238,7 @@ def fake_class_members():
         if not isinstance(node, ast.ClassDef) or node.name == 'Calls':
             continue
         names = set()
-        for item in node.body:
+        for item in _class_body(node):
             if isinstance(item, ast.FunctionDef):
                 names.add(item.name)
                 for sub in ast.walk(item):
@@ -237,9 +284,13 @@ def test_every_name_and_value_the_fake_provides_is_tensorrts(apis, major):
             problems += enum_problems(api, name, value)
         elif isinstance(value, type):
             for base in value.__bases__:
-                if base is not object and base.__name__ not in api.bases[name]:
+                # A builtin base gives the fake what the binding gives in C++ (bytes: the
+                # buffer protocol of IHostMemory); it is no TensorRT name.
+                if base.__module__ != 'builtins' and base.__name__ not in api.bases[name]:
                     problems.append(f'trt.{name} derives from {base.__name__} in the fake only')
             for member in sorted(members.get(value.__name__, ())):
+                if not hasattr(value, member) and member not in members_set_in_setup(value):
+                    continue  # another flavour's member (under `if rtx:`)
                 attribute = getattr(value, member, None)
                 if isinstance(attribute, type) and issubclass(attribute, enum.Enum):
                     problems += enum_problems(api, f'{name}.{member}', attribute)
@@ -247,6 +298,35 @@ def test_every_name_and_value_the_fake_provides_is_tensorrts(apis, major):
                     problems.append(f'trt.{name}.{member} is not in TensorRT {MAJORS[major]}')
     assert problems == []
     assert {'Builder', 'IBuilderConfig', 'BuilderFlag', 'ILogger', 'Runtime'} <= set(provided)
+    if major == 'rtx':
+        assert {'ComputeCapability', 'IRuntimeConfig', 'EngineValidity'} <= set(provided)
+
+
+def members_set_in_setup(cls):
+    """Instance attributes the fake sets in __init__/_setup: not on the class, still real names
+    to check (`self.progress_monitor = None`)."""
+    tree = ast.parse(inspect.getsource(fake_tensorrt))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+            return {sub.attr for item in _class_body(node) if isinstance(item, ast.FunctionDef)
+                    and item.name in ('__init__', '_setup') for sub in ast.walk(item)
+                    if isinstance(sub, ast.Attribute) and isinstance(sub.ctx, ast.Store)
+                    and isinstance(sub.value, ast.Name) and sub.value.id == 'self'}
+    return set()
+
+
+@requires_rtx
+def test_the_rtx_list_is_what_the_installed_wheel_has():
+    """tests/fixtures/tensorrt_api_rtx-1.7.x.txt against the installed tensorrt_rtx, read again
+    the same way: a wheel update that changes a name shows here."""
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import extract_tensorrt_api as extract
+    fixture = FIXTURES / 'tensorrt_api_rtx-1.7.x.txt'
+    entries = [line for line in fixture.read_text().splitlines() if not line.startswith('#')]
+    fresh = [line for line in extract.render(extract.extract_installed(rtx), []).splitlines()
+             if line]
+    assert fresh == entries, f'refresh it: python tools/extract_tensorrt_api.py --module ' \
+                             f'tensorrt_rtx --label "for RTX 1.7.x" --out {fixture}'
 
 
 def test_the_fake_checker_catches_an_invented_value_and_name(apis):

@@ -1,12 +1,13 @@
-"""Contract tests for the TensorRT layer: centernet.engine_build, build_engine.py, TrtBackend.
+"""Contract tests for the TensorRT layer: centernet.engine, build_engine.py, TrtBackend.
 
 CONTRACT TESTS, NOT PROOF THAT TENSORRT WORKS. They run on CPU against tests/fake_tensorrt.py, a
-stand-in `tensorrt` module that records calls, with torch.cuda's GPU queries monkeypatched and a CPU
-stand-in for the backend's CUDA side. They check that our code asks TensorRT 10.x / 11.x for the
-right things through the documented Python API (strongly typed networks, never BuilderFlag.FP16,
-the optimisation profile, memory pool, timing cache, parser errors, set_input_shape /
-set_tensor_address / execute_async_v3) and that every failure is a one-line UserError. Whether
-TensorRT builds this model and matches ONNX Runtime needs a GPU with TensorRT installed.
+stand-in `tensorrt` / `tensorrt_rtx` module that records calls, with torch.cuda's GPU queries
+monkeypatched and a CPU stand-in for the backend's CUDA side. They check that our code asks
+TensorRT 10.x / 11.x and TensorRT for RTX for the right things through the documented Python API
+(strongly typed networks, never BuilderFlag.FP16, the optimisation profile, memory pool, timing
+cache, targets, runtime config and cache, parser errors, set_input_shape / set_tensor_address /
+execute_async_v3) and that every failure is a one-line UserError. The real builder builds every
+graph in tests/test_tensorrt_real_builder.py; running an engine needs a GPU.
 """
 
 import json
@@ -17,45 +18,39 @@ from pathlib import Path
 import pytest
 import torch
 
-from centernet import engine_build as eb
-from centernet import engine_parts as parts
+from centernet.engine import build as eb
+from centernet.engine import parts, sidecar
 from centernet import onnx_export as ox
 from centernet.backends.tensorrt_backend import TrtBackend
-from centernet.config import CenterNetSpec, load_spec
+from centernet.config import CenterNetSpec
 from centernet.errors import UserError
-from centernet.model import build_model
-from centernet.synthetic import seeded_state_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fake_tensorrt  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / 'centernet_r18_8xb16-crop512-140e_coco.py'
-TRT10, TRT11 = '10.8.0.43', '11.0.0.12'
+TRT10, TRT11, RTX = '10.8.0.43', '11.0.0.12', fake_tensorrt.RTX_VERSION
 PROFILE = eb.Profile()  # batch 1..32 (opt 32), sides 32..672 (opt 672)
 
 
 # --- fixtures -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def onnx_files(tmp_path_factory):
-    """A real FP32 ONNX of the model (seeded weights standing in for the checkpoint) and its
-    FP16 form, once per module."""
-    folder = tmp_path_factory.mktemp('trt_onnx')
-    model = build_model(load_spec(CONFIG))
-    model.load_state_dict(seeded_state_dict(model, seed=0), strict=True)
-    fp32 = ox.export_fp32(model, folder / 'centernet.onnx', simplify=False,
-                          classes=[f'class{i}' for i in range(80)], log=lambda *a: None)
-    fp16 = ox.convert_fp16(fp32, folder / 'centernet_fp16.onnx', log=lambda *a: None)
-    return {'fp32': Path(fp32), 'fp16': Path(fp16)}
+def onnx_files(onnx_paths):
+    """The FP32 ONNX of the seeded model and its FP16 form, from export.py (conftest: once per
+    session)."""
+    return onnx_paths
 
 
 @pytest.fixture
 def install_trt(monkeypatch):
-    """install_trt(version) puts a fresh fake `tensorrt` into sys.modules and returns it."""
+    """install_trt(version) puts a fresh fake into sys.modules and returns it: `tensorrt` for
+    10.x / 11.x, `tensorrt_rtx` for 1.x (then `tensorrt` is made unimportable, so that
+    --runtime auto takes TensorRT for RTX, as on a machine with only that one)."""
     def install(version=TRT10):
         module = fake_tensorrt.make_fake_tensorrt(version)
-        monkeypatch.setitem(sys.modules, 'tensorrt', module)
+        if module.__name__ == 'tensorrt_rtx':
+            monkeypatch.setitem(sys.modules, 'tensorrt', None)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
         return module
     return install
 
@@ -228,12 +223,18 @@ def cache_keys(path):
 
 def test_timing_cache_is_reused_and_saved_back(trt, gpu, onnx_files, tmp_path):
     """Contract: first build starts an empty cache and writes it next to the engine; the second
-    build hands those bytes to create_timing_cache and saves the grown cache back."""
+    build hands those bytes to create_timing_cache and saves the grown cache back. Each says what
+    TensorRT did: a new cache, then the file reused."""
     cache_file = tmp_path / 'tensorrt_timing.cache'
-    build(onnx_files['fp16'], tmp_path / 'a.engine')
+    said = []
+    eb.build_engine(onnx_files['fp16'], tmp_path / 'a.engine', check=False, log=said.append)
     first = cache_file.read_bytes()
     assert len(cache_keys(cache_file)) == 1
-    build(onnx_files['fp16'], tmp_path / 'b.engine', profile=eb.Profile(max_batch=8, opt_batch=8))
+    eb.build_engine(onnx_files['fp16'], tmp_path / 'b.engine',
+                    profile=eb.Profile(max_batch=8, opt_batch=8), check=False, log=said.append)
+    assert [line.split(' (')[0] for line in said if line.startswith('timing cache:')] == [
+        f'timing cache: new; saved to {cache_file} after the build',
+        f'timing cache: reusing {cache_file}']
     assert trt.calls.timing_cache_blobs[:2] == [b'', first]
     assert trt.calls.timing_cache_attached == [(True, False), (True, False)]
     assert len(cache_keys(cache_file)) == 2  # the first build's timings and the second's
@@ -243,7 +244,8 @@ def test_timing_cache_save_keeps_what_another_build_saved_meanwhile(trt, tmp_pat
     """Contract (NVIDIA's updateTimingCacheFile): the save combines this build's timings into
     the file as it is at save time, so two builds sharing the file lose nothing."""
     path = tmp_path / 'shared.cache'
-    ours, theirs = trt.ITimingCache({'ours'}), trt.ITimingCache({'theirs'})
+    ours, theirs = (fake_tensorrt.timing_cache(trt, {'ours'}),
+                    fake_tensorrt.timing_cache(trt, {'theirs'}))
     config = trt.Builder(trt.Logger()).create_builder_config()
     parts.TimingCacheFile(path, quiet).save(config, theirs)  # another build, finished first
     parts.TimingCacheFile(path, quiet).save(config, ours)
@@ -271,7 +273,7 @@ def test_timing_cache_is_written_under_an_exclusive_lock_and_renamed(trt, tmp_pa
     monkeypatch.setattr(os, 'replace', replace)
     path = tmp_path / 'shared.cache'
     config = trt.Builder(trt.Logger()).create_builder_config()
-    parts.TimingCacheFile(path, quiet).save(config, trt.ITimingCache({'k'}))
+    parts.TimingCacheFile(path, quiet).save(config, fake_tensorrt.timing_cache(trt, {'k'}))
     lock = str(tmp_path / 'shared.cache.lock')
     assert events == [('flock', lock, fcntl.LOCK_EX), ('replace', str(path)),
                       ('flock', lock, fcntl.LOCK_UN)]
@@ -281,20 +283,21 @@ def test_timing_cache_is_written_under_an_exclusive_lock_and_renamed(trt, tmp_pa
 
 def test_build_shows_tensorrt_phases_as_progress_bars(trt, gpu, onnx_files, tmp_path, capsys):
     """Contract: config.progress_monitor is an initialised trt.IProgressMonitor; the phases the
-    builder reports become bars (a nested one indented, and cleared when it ends), the top one
-    reaches its step count, and every bar is closed."""
+    builder reports (the fake replays a real build's: tensorrt_rtx reports 5 steps of the top
+    phase's 6) become bars (a nested one indented, and cleared when it ends), a finished phase's
+    bar shows it complete, and every bar is closed."""
     build(onnx_files['fp16'], tmp_path / 'm.engine')
     [monitor] = trt.calls.progress_monitors
     assert isinstance(monitor, trt.IProgressMonitor) and monitor.bars == {}
     err = capsys.readouterr().err
-    assert 'Building engine: 100%' in err and '2/2' in err
-    assert '  Tactic timing:' in err
+    assert 'Building engine: 100%' in err and '6/6' in err
+    assert '  Cloning network graph:' in err
 
 
 def test_progress_bars_nest_at_any_depth(trt, gpu, onnx_files, tmp_path, monkeypatch):
     """Contract: a phase's bar sits one line below its parent's, at every depth (the fake
-    reports three levels). Regression: `parent.pos + 1` put the third level on line 0, since
-    tqdm keeps a fixed position as its negative."""
+    replays a real build: six levels). Regression: `parent.pos + 1` put the third level on
+    line 0, since tqdm keeps a fixed position as its negative."""
     import tqdm as tqdm_module
     positions = {}
 
@@ -305,7 +308,12 @@ def test_progress_bars_nest_at_any_depth(trt, gpu, onnx_files, tmp_path, monkeyp
 
     monkeypatch.setattr(tqdm_module, 'tqdm', Recording)
     build(onnx_files['fp16'], tmp_path / 'm.engine')
-    assert positions == {'Building engine': {0}, 'Tactic timing': {1}, 'Layer timing': {2}}
+    assert positions == {
+        'Building engine': {0}, 'Cloning network graph': {1},
+        'Preparing graph for optimization': {1}, 'Building engine from subgraph': {1},
+        'Optimizing graph': {2}, 'Computing profile costs': {2}, 'Timing tactics': {3},
+        'Determining refit engines': {3}, 'Timing graph nodes': {4},
+        'Timing tensor reformats': {4}, 'Computing reformatting costs': {5}}
     [monitor] = trt.calls.progress_monitors
     assert monitor.bars == {} and monitor.depths == {}
 
@@ -356,22 +364,26 @@ def test_failed_build_shows_the_errors_tensorrt_logged(trt, gpu, onnx_files, tmp
     assert not (tmp_path / 'm.engine').exists()
 
 
-def test_set_shape_runtime_error_is_explained(trt, onnx_files):
-    """Contract: IOptimizationProfile.set_shape raises RuntimeError (pybind11's
-    PY_ASSERT_RUNTIME_ERROR) on inconsistent shapes: one UserError naming the shapes."""
-    builder = eb.EngineBuilder(trt, 2**30, log=quiet)
-    unchecked = eb.Profile(min_batch=4, opt_batch=2)  # validate() would refuse it first
-    with pytest.raises(UserError, match=r'refused the optimisation profile min/opt/max '
-                                        r'4x32x32x3 / 2x672x672x3 / 32x672x672x3.*inconsistent'):
-        builder._profile(trt.Builder(builder.logger), unchecked, onnx_files['fp16'])
+def test_an_invalid_profile_keeps_tensorrts_reason(trt, gpu, onnx_files, tmp_path, monkeypatch):
+    """Contract: TensorRT refuses min > opt in add_optimization_profile (-1, the reason logged;
+    set_shape raises nothing): one UserError with the shapes and TensorRT's first logged reason,
+    not the build's later "no optimization profile has been defined". The kit's own check
+    (Profile.validate) is bypassed to let the profile reach TensorRT."""
+    monkeypatch.setattr(eb.Profile, 'validate', lambda self: self)
+    with pytest.raises(UserError) as error:
+        build(onnx_files['fp16'], tmp_path / 'm.engine',
+              profile=eb.Profile(min_batch=4, opt_batch=2))
+    message = str(error.value)
+    assert 'refused the optimisation profile min/opt/max canvas 4x32x32x3 / 2x672x672x3 / ' \
+           '32x672x672x3' in message
+    assert 'MIN<=OPT<=MAX' in message and 'no optimization profile' not in message
+    assert trt.calls.builds == 0 and not (tmp_path / 'm.engine').exists()
 
 
 @pytest.fixture(scope='module')
-def static_onnx(tmp_path_factory):
+def static_onnx(tmp_path_factory, model):
     """An FP32 ONNX exported with a fixed shape (export.py --static 2x96x128)."""
     folder = tmp_path_factory.mktemp('trt_static')
-    model = build_model(load_spec(CONFIG))
-    model.load_state_dict(seeded_state_dict(model, seed=0), strict=True)
     return Path(ox.export_fp32(model, folder / 'static.onnx', static_shape=(2, 96, 128),
                                simplify=False, classes=[f'c{i}' for i in range(80)],
                                log=quiet))
@@ -408,16 +420,24 @@ def test_profile_against_a_fixed_dimension_fails_the_fake_build_like_tensorrt(
         build(static_onnx, tmp_path / 'm.engine', precision='fp32')
 
 
-def test_timing_cache_from_another_tensorrt_starts_fresh(install_trt, gpu, onnx_files, tmp_path):
-    """Contract: TensorRT refuses another version's cache in create_timing_cache (None, an error
-    logged); the build starts a fresh cache and replaces the file."""
+def test_timing_cache_from_another_tensorrt_is_said_unused(install_trt, gpu, onnx_files, tmp_path):
+    """Contract: TensorRT does not refuse another version's cache in create_timing_cache: it
+    returns an empty one and logs a warning (the real tensorrt_rtx does so on foreign bytes). The
+    build says the file was not used, with TensorRT's words, never "reusing", and the file is
+    replaced by this version's cache."""
     cache_file = tmp_path / 'my.cache'
     install_trt(TRT10)
     build(onnx_files['fp16'], tmp_path / 'a.engine', timing_cache_path=cache_file)
+    first = cache_file.read_bytes()
     trt11 = install_trt(TRT11)
-    build(onnx_files['fp16'], tmp_path / 'b.engine', timing_cache_path=cache_file)
-    assert trt11.calls.timing_cache_blobs[1] == b''  # the foreign one failed, a fresh one made
+    said = []
+    eb.build_engine(onnx_files['fp16'], tmp_path / 'b.engine', 'fp16', PROFILE,
+                    timing_cache_path=cache_file, check=False, log=said.append)
+    assert trt11.calls.timing_cache_blobs[0] == first  # the file was handed to TensorRT
     assert trt11.calls.timing_cache_attached == [(True, False)]
+    [line] = [line for line in said if line.startswith('timing cache:')]
+    assert 'not used (TensorRT: Failed to deserialize timing cache' in line
+    assert 'reusing' not in ' '.join(said)
     assert json.loads(cache_file.read_bytes()[len(fake_tensorrt.CACHE_MAGIC):])['version'] == TRT11
 
 
@@ -438,9 +458,9 @@ def test_timing_cache_from_another_gpu_starts_fresh(trt, gpu, onnx_files, tmp_pa
 
 def test_parser_errors_are_all_printed_and_raised(trt, gpu, onnx_files, tmp_path, capsys):
     trt.parser_errors = [
-        fake_tensorrt.ParserError('UNSUPPORTED_NODE', 'no importer for op Foo', 3,
-                                      '/head/Foo', 'Foo'),
-        fake_tensorrt.ParserError('INVALID_GRAPH', 'dangling tensor x', -1)]
+        fake_tensorrt.parser_error(trt, 'UNSUPPORTED_NODE', 'no importer for op Foo', 3,
+                                   '/head/Foo', 'Foo'),
+        fake_tensorrt.parser_error(trt, 'INVALID_GRAPH', 'dangling tensor x', -1)]
     with pytest.raises(UserError) as error:
         build(onnx_files['fp16'], tmp_path / 'm.engine')
     message = str(error.value)
@@ -478,6 +498,7 @@ def assert_names_alternatives(message):
 
 def test_no_tensorrt_is_a_user_error_naming_alternatives(monkeypatch, gpu, onnx_files, tmp_path):
     monkeypatch.setitem(sys.modules, 'tensorrt', None)  # `import tensorrt` raises ImportError
+    monkeypatch.setitem(sys.modules, 'tensorrt_rtx', None)  # and so does TensorRT for RTX
     for attempt in (lambda: build(onnx_files['fp16'], tmp_path / 'm.engine'),
                     lambda: eb.engine_is_current(tmp_path / 'm.engine', onnx_files['fp16'],
                                                  'fp16', PROFILE),
@@ -733,3 +754,210 @@ def test_backend_refuses_canvases_on_another_gpu(engine):
                                     device=torch.device('cuda', 1))
     with pytest.raises(UserError, match='canvases are on cuda:1, the engine runs on cuda:0'):
         backend.run(on_gpu1)
+
+
+# --- TensorRT for RTX (the fake's tensorrt_rtx flavour) -----------------------------------------
+
+@pytest.fixture
+def rtx(install_trt, gpu):
+    """A fake tensorrt_rtx as the only TensorRT, on an RTX 4090 (sm 8.9) unless a test moves."""
+    gpu.name, gpu.capability = 'NVIDIA GeForce RTX 4090', (8, 9)
+    return install_trt(RTX)
+
+
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+
+
+def test_rtx_builds_without_a_gpu_for_its_portable_targets(rtx, onnx_files, tmp_path,
+                                                           monkeypatch):
+    """--runtime auto takes TensorRT for RTX when `tensorrt` does not import; with no GPU it
+    builds: no compute capability set (the library's default), no timing cache touched, the
+    sidecar says runtime, version, targets, no GPU, and a pending self-check."""
+    no_gpu(monkeypatch)
+    record = build(onnx_files['fp16'], tmp_path / 'm.engine', check=True)
+    assert rtx.calls.compute_capabilities == [['portable']]
+    assert rtx.calls.timing_cache_blobs == [] and rtx.calls.timing_cache_attached == []
+    assert rtx.calls.network_flags == [1]
+    assert (record['runtime'], record['runtime_version']) == ('tensorrt-rtx', RTX)
+    assert record['targets'] == ['8.0', '8.6', '8.9', '12.0', '12.1']
+    assert (record['gpu'], record['timing_cache']) == (None, None)
+    assert record['self_check']['status'] == 'pending'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['m.engine', 'm.engine.json']
+
+
+def test_rtx_built_on_a_gpu_it_does_not_target_leaves_the_check_pending(rtx, gpu, onnx_files,
+                                                                         tmp_path):
+    """A portable engine built on an H200 (sm 9.0, not a target) cannot run there: its check
+    waits for a target GPU instead of failing (and rejecting the engine) where it cannot run."""
+    gpu.name, gpu.capability = 'NVIDIA H200', (9, 0)
+    record = build(onnx_files['fp16'], tmp_path / 'm.engine', check=True)
+    assert record['self_check']['status'] == 'pending'
+    assert 'built on a GPU it does not target (NVIDIA H200, sm 9.0)' in \
+        record['self_check']['reason']
+    assert rtx.calls.executions == [] and (tmp_path / 'm.engine').is_file()
+
+
+def test_rtx_targets_current_and_a_list(rtx, gpu, onnx_files, tmp_path):
+    """current: ComputeCapability.CURRENT on this GPU (recorded as its capability); a list:
+    those members in that order; a GPU the library does not know is refused in one line."""
+    record = build(onnx_files['fp16'], tmp_path / 'a.engine', runtime='tensorrt-rtx',
+                   compute_capability='current')
+    assert record['targets'] == ['8.9'] and record['compute_capabilities_set'] == ['CURRENT']
+    assert record['gpu'] == 'NVIDIA GeForce RTX 4090'
+    record = build(onnx_files['fp16'], tmp_path / 'b.engine', compute_capability='8.6, 8.9')
+    assert rtx.calls.compute_capabilities[-1] == ['SM86', 'SM89']
+    assert record['targets'] == ['8.6', '8.9'] and record['targets_requested'] == 'list'
+    with pytest.raises(UserError, match='does not target this GPU .*sm 9.0.*--runtime tensorrt'):
+        gpu.capability = (9, 0)
+        build(onnx_files['fp16'], tmp_path / 'c.engine', compute_capability='current')
+
+
+def test_compute_capability_is_refused_for_tensorrt(trt, gpu, onnx_files, tmp_path):
+    with pytest.raises(UserError, match='--compute_capability 8.6: TensorRT builds for the GPU '
+                                        'it runs on .*the flag is for --runtime tensorrt-rtx'):
+        build(onnx_files['fp16'], tmp_path / 'm.engine', compute_capability='8.6')
+    assert trt.calls.builds == 0
+
+
+def test_rtx_backend_runs_eager_shapes_with_a_runtime_cache_beside_the_engine(rtx, onnx_files,
+                                                                              tmp_path):
+    """The context comes from an IRuntimeConfig: EAGER shape specialisation (a new shape is
+    compiled before it runs: no fallback kernel ever runs), CUDA graphs off, the runtime cache
+    file loaded and saved after each new shape; a second load reuses its kernels."""
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine)
+    said = []
+    backend = TrtBackend(engine, gpu=CpuStandIn(), log=said.append)
+    assert rtx.calls.validity_queries == 1
+    assert [set(c) for c in rtx.calls.contexts] == [{'runtime_config'}]
+    config = backend._context_state[0]
+    assert config.dynamic_shapes_kernel_specialization_strategy == \
+        rtx.DynamicShapesKernelSpecializationStrategy.EAGER
+    assert config.cuda_graph_strategy == rtx.CudaGraphStrategy.DISABLED
+    assert any('runtime cache: none at' in line for line in said)
+    for shape in ((1, 64, 64), (2, 96, 64), (1, 64, 64)):
+        backend.infer(torch.zeros((*shape, 3), dtype=torch.uint8))
+    assert rtx.calls.fallback_runs == []
+    assert rtx.calls.jit_compiles == [(1, 64, 64, 3), (2, 96, 64, 3)]
+    cache = tmp_path / 'm.engine.runtime_cache'
+    assert cache.is_file()
+    said.clear()
+    again = TrtBackend(engine, gpu=CpuStandIn(), log=said.append)
+    assert rtx.calls.runtime_cache_loads == [True]
+    assert any(line.startswith(f'runtime cache: reusing the compiled kernels in {cache}')
+               for line in said)
+    again.infer(torch.zeros((2, 96, 64, 3), dtype=torch.uint8))
+    assert rtx.calls.jit_compiles == [(1, 64, 64, 3), (2, 96, 64, 3)]  # none compiled again
+
+
+def test_the_fakes_lazy_strategy_runs_a_fallback_kernel_first(rtx, onnx_files, tmp_path):
+    """The fake itself: under LAZY (the library's default) a new shape runs on a fallback
+    kernel, so the EAGER test above would see a LAZY regression."""
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine)
+    blob = engine.read_bytes()
+    cuda_engine = rtx.Runtime(rtx.Logger()).deserialize_cuda_engine(blob)
+    context = cuda_engine.create_execution_context(
+        runtime_config=cuda_engine.create_runtime_config())
+    context.set_input_shape('canvas', (1, 64, 64, 3))
+    for name in ('canvas', 'heatmap', 'wh', 'offset'):
+        context.set_tensor_address(name, 1)
+    context.execute_async_v3(0)
+    assert rtx.calls.fallback_runs == [(1, 64, 64, 3)]
+
+
+def test_rtx_runtime_cache_from_another_gpu_is_said_and_replaced(rtx, gpu, onnx_files, tmp_path):
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine)
+    TrtBackend(engine, gpu=CpuStandIn(), log=quiet)
+    gpu.capability = (8, 6)
+    said = []
+    TrtBackend(engine, gpu=CpuStandIn(), log=said.append)
+    assert rtx.calls.runtime_cache_loads == [False]
+    assert any('was made for another GPU, driver or TensorRT for RTX version' in line
+               for line in said)
+    cache = json.loads((tmp_path / 'm.engine.runtime_cache').read_bytes()[
+        len(fake_tensorrt.RUNTIME_CACHE_MAGIC):])
+    assert cache['compute_capability'] == '8.6'
+
+
+def test_rtx_engine_for_other_targets_is_refused(rtx, gpu, onnx_files, tmp_path):
+    """Built for this GPU only (current, sm 8.9), opened on an sm 8.6 card: one line from the
+    sidecar's targets. With the sidecar edited to claim 8.6, the library's own validity query
+    refuses it (UNSUPPORTED_CC) before deserialising."""
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine, compute_capability='current')
+    gpu.capability = (8, 6)
+    with pytest.raises(UserError, match=r'was built for compute capabilities 8.9, and this GPU '
+                                        r'.* is 8.6: rebuild it with .*--compute_capability '
+                                        r'current --force'):
+        TrtBackend(engine, gpu=CpuStandIn())
+    sidecar = tmp_path / 'm.engine.json'
+    record = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps(dict(record, targets=['8.6', '8.9'])))
+    with pytest.raises(UserError, match=r'TensorRT for RTX .* says .* cannot run here .*'
+                                        r'UNSUPPORTED_CC.*not among its targets'):
+        TrtBackend(engine, gpu=CpuStandIn())
+    assert rtx.calls.deserialized == 0
+
+
+def test_rtx_staleness_compares_runtime_and_targets(rtx, onnx_files, tmp_path, monkeypatch):
+    onnx = copy_onnx(onnx_files['fp16'], tmp_path)
+    copy_onnx(onnx_files['fp32'], tmp_path)  # the self-check's reference
+    engine = tmp_path / 'm.engine'
+    build(onnx, engine)
+    current, reason = sidecar.engine_is_current(engine, onnx, 'fp16', PROFILE,
+                                                require_check=False)
+    assert current and 'built by TensorRT for RTX' in reason and 'portable' in reason
+    current, reason = sidecar.engine_is_current(engine, onnx, 'fp16', PROFILE,
+                                                require_check=False, compute_capability='current')
+    assert not current and 'targets: built with portable: 8.0' in reason and 'now current: 8.9' \
+        in reason
+    no_gpu(monkeypatch)  # without a GPU: nothing more to compare, and a pending check is fine
+    build(onnx, engine, check=True)
+    current, reason = sidecar.engine_is_current(engine, onnx, 'fp16', PROFILE)
+    assert current and 'self-check pending' in reason, reason
+
+
+# --- which TensorRT the scripts take (scripts/_common.sh pick_backend) ---------------------------
+
+SITE = '''
+import sys
+import torch
+sys.path.insert(0, {tests!r})
+import fake_tensorrt
+torch.cuda.is_available = lambda: {gpu!r} is not None
+torch.cuda.current_device = lambda: 0
+torch.cuda.get_device_name = lambda index=None: 'NVIDIA Fake'
+torch.cuda.get_device_capability = lambda index=None: {gpu!r}
+for name, version in {modules!r}.items():
+    sys.modules[name] = fake_tensorrt.make_fake_tensorrt(version) if version else None
+'''
+
+
+@pytest.mark.parametrize('gpu_capability, modules, picked, words', [
+    ((9, 0), {'tensorrt': TRT10, 'tensorrt_rtx': RTX}, 'tensorrt', 'TensorRT imports'),
+    ((8, 9), {'tensorrt': None, 'tensorrt_rtx': RTX}, 'tensorrt-rtx',
+     'TensorRT for RTX 1.7.1.116 targets this GPU (NVIDIA Fake, sm 8.9)'),
+    ((9, 0), {'tensorrt': None, 'tensorrt_rtx': RTX}, 'torch',
+     'TensorRT for RTX does not target this GPU (NVIDIA Fake, sm 9.0)'),
+    ((8, 6), {'tensorrt': None, 'tensorrt_rtx': None}, 'torch', 'neither TensorRT nor'),
+    (None, {'tensorrt': TRT10}, 'onnxruntime', None),
+])
+def test_the_scripts_pick_tensorrt_then_rtx_on_its_targets_then_torch(tmp_path, gpu_capability,
+                                                                      modules, picked, words):
+    """pick_backend itself, run by bash with a Python whose GPU and TensorRT modules are the
+    test's (a sitecustomize): what it prints, and the line that says why."""
+    import subprocess
+    (tmp_path / 'sitecustomize.py').write_text(SITE.format(
+        tests=str(Path(__file__).resolve().parent), gpu=gpu_capability, modules=modules))
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(['bash', '-c', 'source scripts/_common.sh && pick_backend'], cwd=root,
+                          env={**__import__('os').environ, 'PYTHONPATH': str(tmp_path),
+                               'PYTHON': sys.executable, 'BACKEND': ''},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == picked
+    if words:
+        assert words in done.stderr and 'the engine runs on' in done.stderr

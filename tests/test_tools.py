@@ -36,7 +36,9 @@ def _benchmark_eval(tmp_path, *argv):
 
 def test_benchmark_eval_on_a_generated_set(tmp_path):
     report = _benchmark_eval(tmp_path, '--images', '40')
-    assert report['max_difference'] == 0.0 and report['detections'] > 3000
+    # 0.0 with numpy 2; numpy 1.26 (what requirements-serve.txt installs) gives one stat a
+    # last-bit difference (5.6e-17)
+    assert report['max_difference'] <= 1e-16 and report['detections'] > 3000
     assert {run['library'] for run in report['runs'].values()} == {'pycocotools',
                                                                    'faster-coco-eval'}
 

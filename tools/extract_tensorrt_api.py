@@ -3,6 +3,12 @@
 
     python tools/extract_tensorrt_api.py --git-dir TensorRT/.git --refs v10.0.1 v10.16 \
         --label 10.x --out tests/fixtures/tensorrt_api_10.x.txt
+    python tools/extract_tensorrt_api.py --module tensorrt_rtx --label 'for RTX 1.7.x' \
+        --out tests/fixtures/tensorrt_api_rtx-1.7.x.txt
+
+The second form reads an installed module by introspection (TensorRT for RTX installs anywhere, and
+its wheel is the authority on its own names): its classes with their bases and own members, its
+enums' values, its functions; the same file format.
 
 Reads, at each git ref of an NVIDIA/TensorRT checkout, python/src/**/*.cpp (the bindings:
 `py::class_<...>(m, "Name")`, `py::enum_<...>(m, "Name")`, `.def("name"`, `.def_property...("name"`,
@@ -145,6 +151,42 @@ def extract_from(sources, headers):
     return entries
 
 
+def extract_installed(module):
+    """{entry: value} of an imported binding module, read by introspection."""
+    entries = {}
+
+    def add_class(qualified, cls):
+        own = vars(cls)
+        members = getattr(cls, '__members__', None)
+        if isinstance(members, dict):  # a pybind11 enum
+            entries[f'class {qualified}'] = []
+            for member, value in members.items():
+                entries[f'{qualified}.{member}'] = ('=', int(value))
+            return
+        entries[f'class {qualified}'] = [base.__name__ for base in cls.__bases__
+                                         if getattr(module, base.__name__, None) is base]
+        for member, value in own.items():
+            if member.startswith('_') and member != '__del__':
+                continue
+            entries[f'{qualified}.{member}'] = None
+            if isinstance(value, type):
+                add_class(f'{qualified}.{member}', value)
+        for member, value in own.items():  # exported enum values: instances of a nested enum
+            nested = type(value)
+            if not member.startswith('_') and own.get(nested.__name__) is nested:
+                entries[f'{qualified}.{member}'] = ('=', int(value))
+
+    for name in dir(module):
+        if name.startswith('_'):
+            continue
+        value = getattr(module, name)
+        if isinstance(value, type):
+            add_class(name, value)
+        elif callable(value) and not isinstance(value, type(sys)):
+            entries[name] = None
+    return entries
+
+
 def merge(per_ref):
     """Entries present at every ref; an enum value kept only where all refs agree."""
     common = set.intersection(*(set(e) for e in per_ref))
@@ -176,11 +218,23 @@ def render(entries, header):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--git-dir', required=True, help='a clone of NVIDIA/TensorRT (its .git)')
-    parser.add_argument('--refs', nargs='+', required=True, help='tags to read, e.g. v11.0 v11.1')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--git-dir', help='a clone of NVIDIA/TensorRT (its .git)')
+    source.add_argument('--module', help='an installed binding module to read instead, e.g. '
+                                         'tensorrt_rtx')
+    parser.add_argument('--refs', nargs='+', help='tags to read (with --git-dir), e.g. v11.0 v11.1')
     parser.add_argument('--label', required=True, help='e.g. 11.x')
     parser.add_argument('--out', required=True)
     args = parser.parse_args(argv)
+    if args.module:
+        import importlib
+        module = importlib.import_module(args.module)
+        entries = extract_installed(module)
+        Path(args.out).write_text(render(entries, installed_header(module, args.label)))
+        print(f'{args.out}: {len(entries)} entries', file=sys.stderr)
+        return 0
+    if not args.refs:
+        parser.error('--git-dir needs --refs')
     commits = [git(args.git_dir, 'rev-parse', f'{ref}^{{commit}}').strip() for ref in args.refs]
     merged = merge([extract(args.git_dir, ref) for ref in args.refs])
     header = [f'TensorRT {args.label} Python API names: the entries present at every one of',
@@ -192,6 +246,13 @@ def main(argv=None):
     Path(args.out).write_text(render(merged, header))
     print(f'{args.out}: {len(merged)} entries', file=sys.stderr)
     return 0
+
+
+def installed_header(module, label):
+    return [f'TensorRT {label} Python API names: the installed {module.__name__} '
+            f'{module.__version__},',
+            'read by introspection (tools/extract_tensorrt_api.py --module); do not edit by hand.',
+            'Lines: "class Name : Bases", "Class.member", "Enum.MEMBER = value", "function".']
 
 
 if __name__ == '__main__':

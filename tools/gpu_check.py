@@ -7,10 +7,11 @@
    and --images generated pictures of COCO-like sizes.
 2. Detections with ONNX Runtime on the CPU (FP32): the reference.
 3. The same pictures through torch CUDA FP32 (TF32 off for that row only), torch CUDA FP16
-   (channels_last, CUDA graphs), the same with torch.compile and, when `tensorrt` imports,
-   TensorRT FP32 (built without TF32) and FP16 engines built by build_engine (which self-checks
-   each against ONNX Runtime CPU first): the share of the reference's detections each one
-   reproduces (label equal, box and score within tolerance).
+   (channels_last, CUDA graphs), the same with torch.compile and, when TensorRT runs on this GPU
+   (`tensorrt`, or else `tensorrt_rtx` when the GPU is one of its targets: the scripts' choice),
+   FP32 (built without TF32) and FP16 engines built by build_engine (which self-checks each
+   against ONNX Runtime CPU first): the share of the reference's detections each one reproduces
+   (label equal, box and score within tolerance).
 4. The three performance tiers (inference.py --perf_only) for each GPU backend at --batchsize,
    with the model's 45.1 GFLOP/image (672x672) turned into achieved TFLOP/s.
 Prints tables and writes --json. Needs a CUDA GPU; TensorRT is optional.
@@ -18,7 +19,6 @@ Prints tables and writes --json. Needs a CUDA GPU; TensorRT is optional.
 
 import argparse
 import contextlib
-import importlib.util
 import sys
 import tempfile
 import time
@@ -78,7 +78,7 @@ def make_inputs(folder, weight, images):
 def fp32_math():
     """FP32 proper for one row, then torch's settings as they were: TF32 off for cuDNN
     convolutions and matmuls, as the fp32 TensorRT engine is built without TF32
-    (engine_build.EngineBuilder), so that every FP32 row is measured alike and against the
+    (engine.build.EngineBuilder), so that every FP32 row is measured alike and against the
     same strict tolerance; the FP16 rows keep torch's defaults."""
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
@@ -105,26 +105,33 @@ def backend_factories(weight, fp32_onnx, fp16_onnx, folder, cpu_smoke=False):
         return TorchBackend(CONFIG, weight, device='cuda', precision='fp16', cuda_graph=True,
                             compile_mode='default')
 
+    from centernet.engine.api import runtime_for_this_gpu
+    runtime, why = runtime_for_this_gpu()
+
     def tensorrt(precision, onnx):
         def open_engine():
-            from centernet import engine_build as eb
-            from centernet.backends.tensorrt_backend import TrtBackend
+            from centernet.backends import open_backend
+            from centernet.engine.build import build_engine
+            from centernet.engine.profile import Profile
             engine = folder / f'centernet_{precision}.engine'
             start = time.perf_counter()
             # The build self-checks the engine against ONNX Runtime CPU on the FP32 ONNX.
-            eb.build_engine(onnx, engine, precision, eb.Profile(), reference_onnx=fp32_onnx)
-            print(f'TensorRT {precision} engine built in {time.perf_counter() - start:.0f} s')
-            return TrtBackend(engine)
+            build_engine(onnx, engine, precision, Profile(), reference_onnx=fp32_onnx,
+                         runtime=runtime, compute_capability='current'
+                         if runtime == 'tensorrt-rtx' else None)
+            print(f'{runtime} {precision} engine built in {time.perf_counter() - start:.1f} s')
+            return open_backend('tensorrt', engine)
         return open_engine
 
     factories = [('torch-cuda-fp32', 'fp32', torch_fp32),
                  ('torch-cuda-fp16', 'fp16', torch_fp16),
                  ('torch-cuda-fp16-compile', 'fp16', torch_fp16_compiled)]
-    if importlib.util.find_spec('tensorrt'):
-        factories += [('tensorrt-fp32', 'fp32', tensorrt('fp32', fp32_onnx)),
-                      ('tensorrt-fp16', 'fp16', tensorrt('fp16', fp16_onnx))]
+    if runtime:
+        print(f'TensorRT rows: {why}')
+        factories += [(f'{runtime}-fp32', 'fp32', tensorrt('fp32', fp32_onnx)),
+                      (f'{runtime}-fp16', 'fp16', tensorrt('fp16', fp16_onnx))]
     else:
-        print('tensorrt not importable: TensorRT rows skipped')
+        print(f'TensorRT rows skipped: {why}')
     return factories
 
 

@@ -1,13 +1,10 @@
-"""The backend interface and the choice of backend from a model file's name."""
+"""The backend interface, and the CUDA upload the GPU backends share (factory.py opens one)."""
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-
-BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
 
 
 class Backend(ABC):
@@ -89,32 +86,3 @@ def cuda_upload(cpu_tensor, compute_stream, copy_stream):
     compute_stream.wait_stream(copy_stream)
     device_tensor.record_stream(compute_stream)
     return device_tensor
-
-
-def resolve_backend_name(backend, model_path):
-    if backend != 'auto':
-        return backend
-    suffix = Path(model_path).suffix.lower() if model_path else ''
-    if suffix == '.onnx':
-        return 'onnxruntime'
-    if suffix in ('.engine', '.plan', '.trt'):
-        return 'tensorrt'
-    if suffix in ('.pth', '.pt'):
-        return 'torch'
-    raise UserError(f'cannot tell the backend from {model_path!r}: use a .onnx, .engine/.plan or '
-                    '.pth file, or pass --backend {onnxruntime,tensorrt,torch}')
-
-
-def open_backend(backend, model_path=None, cfg=None, weight=None, device=None, **options):
-    """Open the backend that `backend` names (or that the model file's suffix implies)."""
-    name = resolve_backend_name(backend, model_path or weight)
-    if name == 'onnxruntime':
-        from .onnxruntime_backend import OrtBackend
-        return OrtBackend(model_path, **options)
-    if name == 'tensorrt':
-        from .tensorrt_backend import TrtBackend
-        return TrtBackend(model_path, **options)
-    if name == 'torch':
-        from .torch_backend import TorchBackend
-        return TorchBackend(cfg, weight or model_path, device=device, **options)
-    raise UserError(f'unknown backend {backend!r}; choose one of {", ".join(BACKENDS)}')

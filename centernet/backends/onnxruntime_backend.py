@@ -1,5 +1,7 @@
 """An exported CenterNet ONNX on ONNX Runtime: the CPU path that works everywhere."""
 
+import sys
+
 import numpy as np
 import torch
 
@@ -16,6 +18,9 @@ class OrtBackend(Backend):
         import onnxruntime as ort
         self.spec, self.classes, self.metadata = ox.read_metadata(onnx_path)
         self.path = str(onnx_path)
+        warning = ox.gate_skipped_warning(self.metadata, self.path)
+        if warning:  # once per model opened: a run that uses an unchecked graph says so
+            print(warning, file=sys.stderr)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = threads  # 0: one per physical core

@@ -17,8 +17,18 @@ Buffers
     re-allocated only when a larger shape comes, and returned as views at the current shape. The
     views are overwritten by the next `run`: decode them (or clone them) before that.
 
+TensorRT for RTX
+    The sidecar says which runtime built the engine, and that one opens it. On TensorRT for RTX
+    the backend first asks the runtime whether the engine can run on this GPU
+    (get_engine_validity), then creates its context through an IRuntimeConfig (engine.api.RtxApi):
+    EAGER shape specialisation, so every shape runs its own compiled kernels from its first batch
+    on, and a runtime cache file beside the engine (<engine>.runtime_cache), loaded at open and
+    saved after the context's JIT and after each new input shape.
+
 Everything that needs CUDA is in `CudaStreamDevice`; the contract tests inject a CPU stand-in with
 the same methods (tests/test_tensorrt_contract.py), and a fake `tensorrt` module.
+An engine whose self-check is pending is checked by engine.check.open_checked_engine (what
+centernet.backends.open_backend calls) before this backend serves it.
 """
 
 import hashlib
@@ -28,10 +38,12 @@ from pathlib import Path
 
 import torch
 
-from .. import engine_build as eb
-from .. import engine_parts
 from .. import onnx_export as ox
 from ..config import CenterNetSpec
+from ..engine import parts
+from ..engine.api import RTX_INVALIDITY_ADVICE, current_gpu, import_tensorrt, torch_dtype_for
+from ..engine.profile import SIDE_MULTIPLE
+from ..engine.sidecar import read_sidecar, rebuild_command, runtime_cache_path
 from ..errors import UserError
 from .base import Backend, copy_stream_for, cuda_upload
 
@@ -93,8 +105,8 @@ class CanvasLimits:
                 and self.min_width <= width <= self.max_width):
             return (f'canvas {height}x{width} is outside {self.min_height}..{self.max_height} x '
                     f'{self.min_width}..{self.max_width}')
-        if height % eb.SIDE_MULTIPLE or width % eb.SIDE_MULTIPLE:
-            return f'canvas {height}x{width} is not a multiple of {eb.SIDE_MULTIPLE}'
+        if height % SIDE_MULTIPLE or width % SIDE_MULTIPLE:
+            return f'canvas {height}x{width} is not a multiple of {SIDE_MULTIPLE}'
         return None
 
     def describe(self):
@@ -122,92 +134,141 @@ class TrtBackend(Backend):
     """A TensorRT engine and its sidecar JSON; see the module docstring for streams and buffers.
 
     `gpu` replaces the CUDA side (CudaStreamDevice) and is for the contract tests only;
-    `warn_unchecked=False` is for the self-check itself (engine_check), which runs an engine
-    before it has a passed check. Other options are for other backends and are ignored.
+    `warn_unchecked=False` is for the self-check (engine.check), which runs an engine before it
+    has a passed check; `rebuild_path` is the engine path rebuild advice names (the self-check
+    runs a new engine at a staging path beside it). Other options are for other backends and are
+    ignored.
     """
 
     name = 'tensorrt'
 
-    def __init__(self, engine_path, gpu=None, warn_unchecked=True, **options):
+    def __init__(self, engine_path, gpu=None, warn_unchecked=True, rebuild_path=None,
+                 log=print, **options):
         self.engine_path = Path(engine_path)
-        self.trt = eb.import_tensorrt()
-        self.gpu_info = eb.current_gpu()
+        self.rebuild_path = Path(rebuild_path or engine_path)
+        self.log = log
+        built_by = self._runtime_in_sidecar()
+        self.api = import_tensorrt(built_by)
+        self.trt = self.api.trt
+        self.gpu_info = current_gpu()
         if not self.engine_path.is_file():
             raise UserError(f'{self.engine_path} not found: build it with python3 build_engine.py '
                             '--model MODEL.onnx --engine ENGINE (see README)')
-        self.record = eb.read_sidecar(self.engine_path)
+        self.record = read_sidecar(self.engine_path)
+        if self.record.get('end2end'):
+            raise UserError(f'{self.engine_path} is an end-to-end engine (canvas, borders -> '
+                            'boxes, scores, labels), for a serving stack such as Triton; this '
+                            'backend runs the heads engine: build one from the heads ONNX '
+                            '(export.py without --end2end)')
         self._check_built_here()
         if warn_unchecked:
-            self._warn_unless_checked()
+            self.warn_unless_checked()
         blob = self.engine_path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != self.record.get('engine_sha256'):
             raise UserError(f'{self.engine_path} does not match its sidecar (the engine file was '
                             f'replaced after the build): {self._rebuild_hint()}')
 
-        self.logger = engine_parts.make_logger(self.trt)  # prints warnings, keeps the errors
+        self.logger = parts.make_logger(self.trt)  # prints warnings, keeps the errors
         self.runtime = self.trt.Runtime(self.logger)  # kept: it must outlive the engine
+        self._check_validity(blob)
         self.engine = self.runtime.deserialize_cuda_engine(blob)
         if self.engine is None:
-            raise UserError(f'TensorRT {self.trt.__version__} could not deserialize '
-                            f'{self.engine_path} ({self._logged()}): {self._rebuild_hint()}')
+            raise UserError(f'{self.api.describe()} could not deserialize {self.engine_path} '
+                            f'({self._logged()}): {self._rebuild_hint()}')
         self.dtypes = self._check_tensors()
         min_shape, _, max_shape = (tuple(s) for s in
                                    self.engine.get_tensor_profile_shape(ox.INPUT_NAME, 0))
         self.limits = CanvasLimits(min_shape, max_shape)
-        self.context = self.engine.create_execution_context()
+        # The GPU side first: TensorRT for RTX's runtime cache needs the CUDA context current.
+        self.gpu = gpu if gpu is not None else CudaStreamDevice()
+        self.device = self.gpu.device
+        self.runtime_cache = (parts.RuntimeCacheFile(runtime_cache_path(self.engine_path), log)
+                              if self.api.builds_without_gpu else None)
+        # TensorRT for RTX compiles the engine's kernels for this GPU here (its JIT).
+        self.context, self._context_state = self.api.create_context(self.engine,
+                                                                    self.runtime_cache)
         if self.context is None:
             raise UserError(f'TensorRT could not create an execution context for '
-                            f'{self.engine_path} (out of GPU memory?): free GPU memory or rebuild '
-                            'with a smaller --max_batch/--max_side')
+                            f'{self.engine_path} ({self._logged()}; out of GPU memory?): free GPU '
+                            'memory or rebuild with a smaller --max_batch/--max_side')
+        self._save_runtime_cache()
+        self.shapes_seen = set()
 
         self.spec = CenterNetSpec.from_dict(self.record['spec'])
         self.classes = tuple(self.record.get('classes') or ())
         self.max_batch = self.limits.max_batch
-        self.gpu = gpu if gpu is not None else CudaStreamDevice()
-        self.device = self.gpu.device
         self.outputs = {name: OutputBuffer(self.gpu.empty, self.dtypes[name])
                         for name in ox.OUTPUT_NAMES}
 
     # --- opening ----------------------------------------------------------------------------
 
+    def _runtime_in_sidecar(self):
+        """The runtime that built the engine (only it can open it); 'auto' when the sidecar is
+        missing or unreadable, which is reported after the runtime's own checks."""
+        try:
+            return read_sidecar(self.engine_path)['runtime']
+        except UserError:
+            return 'auto'
+
     def _rebuild_hint(self):
-        onnx = self.record.get('onnx', 'MODEL.onnx')
-        precision = self.record.get('precision', 'fp16')
-        return (f'rebuild it with python3 build_engine.py --model {onnx} --engine '
-                f'{self.engine_path} --precision {precision} --force')
+        return f'rebuild it with {rebuild_command(self.record, self.rebuild_path)}'
 
     def _logged(self):
         errors = self.logger.take_errors()
         return f'TensorRT said: {errors[-1]}' if errors else 'TensorRT logged no error'
 
-    def _warn_unless_checked(self):
-        """One line when build_engine's self-check did not pass (skipped, or no FP32 ONNX)."""
+    def warn_unless_checked(self):
+        """One line when build_engine's self-check did not pass (skipped, pending, or no FP32
+        ONNX), and one when the ONNX it was built from skipped export.py's precision gate."""
         check = self.record.get('self_check') or {}
-        if check.get('status') == 'passed':
-            return
-        said = check.get('status') or 'none recorded'
-        if check.get('reason'):
-            said += f': {check["reason"]}'
-        print(f'warning: {self.engine_path} has no passed self-check (sidecar: {said}): its '
-              'detections are not verified against ONNX Runtime; rebuild it without '
-              '--skip-check (build_engine.py --force) to check it', file=sys.stderr)
+        status = check.get('status')
+        if status == 'pending':
+            print(f'warning: {self.engine_path} has a pending self-check (it could not run where '
+                  'it was built), and it runs only when the engine is opened through '
+                  'centernet.backends.open_backend (as inference.py does): these detections are '
+                  'not verified against ONNX Runtime', file=sys.stderr)
+        elif status != 'passed':
+            said = status or 'none recorded'
+            if check.get('reason'):
+                said += f': {check["reason"]}'
+            print(f'warning: {self.engine_path} has no passed self-check (sidecar: {said}): its '
+                  'detections are not verified against ONNX Runtime; rebuild it without '
+                  '--skip-check (build_engine.py --force) to check it', file=sys.stderr)
+        warning = ox.gate_skipped_warning(self.record.get('onnx_metadata') or {},
+                                          f'the ONNX {self.engine_path} was built from')
+        if warning:
+            print(warning, file=sys.stderr)
 
     def _check_built_here(self):
-        """Engines load only on the TensorRT version and GPU architecture that built them."""
-        built, installed = self.record.get('tensorrt'), str(self.trt.__version__)
-        if built != installed:
-            raise UserError(f'{self.engine_path} was built with TensorRT {built}, but TensorRT '
-                            f'{installed} is installed: {self._rebuild_hint()}')
-        built_cc, here = self.record.get('compute_capability'), self.gpu_info
-        if built_cc != here.compute_capability:
-            raise UserError(f'{self.engine_path} was built for compute capability {built_cc} '
-                            f'({self.record.get("gpu")}), but this GPU ({here.name}) is '
-                            f'{here.compute_capability}: {self._rebuild_hint()}')
-        if self.record.get('gpu') != here.name:
-            # Same architecture, another model: TensorRT loads it, tuned for the other card.
-            print(f'warning: {self.engine_path} was built on {self.record.get("gpu")}, this GPU '
-                  f'is {here.name}: it runs, but a rebuild tunes it for this card',
-                  file=sys.stderr)
+        """TensorRT engines load only on the version and GPU architecture that built them;
+        TensorRT for RTX engines on the version that built them, on their targets."""
+        errors, warnings = self.api.compatibility(self.record, self.gpu_info)
+        if errors:
+            raise UserError(f'{self.engine_path} was {errors[0]}: {self._rebuild_hint()}')
+        for warning in warnings:
+            print(f'warning: {self.engine_path} was {warning}', file=sys.stderr)
+
+    def _check_validity(self, blob):
+        """TensorRT for RTX says up front whether this GPU, driver and library can run it."""
+        answer = self.api.engine_validity(self.runtime, blob)
+        if answer is None:
+            return
+        validity, reasons = answer
+        gpu = f'{self.gpu_info.name}, sm {self.gpu_info.compute_capability}'
+        if validity == 'INVALID':
+            advice = '; '.join(RTX_INVALIDITY_ADVICE.get(r, r) for r in reasons) or \
+                self._logged()
+            raise UserError(f'{self.api.describe()} says {self.engine_path} cannot run here '
+                            f'({gpu}; {", ".join(reasons) or "no reason given"}): {advice} '
+                            f'({rebuild_command(self.record, self.rebuild_path)})')
+        if validity != 'VALID':
+            print(f'warning: {self.api.describe()} says {self.engine_path} runs here ({gpu}) '
+                  f'but {validity.lower()}ly ({", ".join(reasons) or "no reason given"}): '
+                  f'{self._rebuild_hint()} on this GPU for full speed', file=sys.stderr)
+
+    def _save_runtime_cache(self):
+        if self.runtime_cache is not None:
+            self.runtime_cache.save(self._context_state[1])
 
     def _check_tensors(self):
         """The engine's I/O must be the ONNX contract's; returns name -> torch dtype."""
@@ -225,7 +286,7 @@ class TrtBackend(Backend):
                 raise UserError(f'{self.engine_path}: tensor {name!r} is {got_mode} '
                                 f'{got_dtype.name}, expected {mode} {dtype}: build it from this '
                                 'kit\'s ONNX with build_engine.py')
-            dtypes[name] = eb.torch_dtype_for(got_dtype)
+            dtypes[name] = torch_dtype_for(got_dtype)
         return dtypes
 
     # --- running ----------------------------------------------------------------------------
@@ -257,6 +318,9 @@ class TrtBackend(Backend):
         if not self.gpu.enqueue(self.context.execute_async_v3):
             raise UserError(f'TensorRT could not run {self.engine_path} ({self._logged()}): '
                             f'{self._rebuild_hint()}')
+        if shape not in self.shapes_seen:  # TensorRT for RTX compiled this shape's kernels
+            self.shapes_seen.add(shape)
+            self._save_runtime_cache()
         return tuple(results)
 
     def _set_address(self, name, tensor):
@@ -284,7 +348,7 @@ class TrtBackend(Backend):
             raise UserError(f'{problem}: the TensorRT engine {self.engine_path.name} accepts '
                             f'{self.limits.describe()}. Lower --batchsize or the image size, or '
                             f'rebuild it with build_engine.py --max_batch/--max_side (multiples of '
-                            f'{eb.SIDE_MULTIPLE} for sides) --force')
+                            f'{SIDE_MULTIPLE} for sides) --force')
         return shape
 
     def largest_canvas(self):
@@ -299,8 +363,9 @@ class TrtBackend(Backend):
     def describe(self):
         record = self.record
         return dict(backend=self.name, device=str(self.device), engine=str(self.engine_path),
-                    tensorrt=str(self.trt.__version__), gpu=self.gpu_info.name,
+                    runtime=self.api.runtime, tensorrt=self.api.version, gpu=self.gpu_info.name,
                     compute_capability=self.gpu_info.compute_capability,
                     precision=record.get('precision'), profile=record.get('profile'),
-                    canvas_limits=self.limits.describe(),
+                    canvas_limits=self.limits.describe(), targets=record.get('targets'),
+                    self_check=(record.get('self_check') or {}).get('status'),
                     onnx_sha256=record.get('onnx_sha256'))

@@ -1,21 +1,25 @@
-"""The optimisation profile of a TensorRT engine: the canvas shapes it accepts.
+"""The optimisation profile of a TensorRT engine: the input shapes it accepts.
 
 A dynamic ONNX (the default export) gets the profile of the build_engine.py flags (`Profile`); a
 static one (export.py --static) gets exactly its one shape (`FixedShape`), since TensorRT takes a
-fixed dimension only in a profile with min = opt = max.
+fixed dimension only in a profile with min = opt = max. An end-to-end graph (export.py --end2end)
+has a second input, `borders` (B, 4), whose batch range is the canvas's.
 """
 
 import dataclasses
 from dataclasses import dataclass
 
-from . import onnx_export as ox
-from .errors import UserError
+from .. import onnx_export as ox
+from ..errors import UserError
 
 SIDE_MULTIPLE = 32  # the ONNX contract: canvas H and W are multiples of 32
 
 
+BORDERS_NAME = ox.END2END_INPUT_NAMES[1]  # (B, 4) float32 [top, bottom, left, right]
+
+
 class _IntRecord:
-    """to_dict / from_dict for the sidecar, for a dataclass of ints."""
+    """to_dict / from_dict for the sidecar, for a dataclass of ints; the shapes of every input."""
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -23,6 +27,14 @@ class _IntRecord:
     @classmethod
     def from_dict(cls, fields):
         return cls(**{f.name: int(fields[f.name]) for f in dataclasses.fields(cls)})
+
+    def input_shapes(self, end2end=False):
+        """{input name: (min, opt, max)}: `canvas`, and for an end-to-end graph `borders`, one
+        row per image, over the canvas's batch range."""
+        shapes = {ox.INPUT_NAME: self.canvas_shapes()}
+        if end2end:
+            shapes[BORDERS_NAME] = tuple((shape[0], 4) for shape in self.canvas_shapes())
+        return shapes
 
 
 @dataclass(frozen=True)
