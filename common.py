@@ -94,9 +94,23 @@ def _exit_stopped(exc):
     sys.exit(EXIT_USER_ERROR)
 
 
+def _printing_never_fails():
+    """stdout escapes what its encoding cannot take (a file name that is not UTF-8, a non-ASCII
+    one under LANG=C) instead of raising in the middle of a run, as stderr already does; and it
+    flushes each line, so lines printed between progress-bar updates (on stderr) stay in order
+    when both go to one log."""
+    stream = sys.stdout
+    if hasattr(stream, 'reconfigure'):
+        try:
+            stream.reconfigure(errors='backslashreplace', line_buffering=True)
+        except (ValueError, OSError):  # closed or detached: leave it
+            pass
+
+
 def run_main(main, argv=None):
     """Run `main(argv)`; exit 0, its own code, or 2 with one `error:` line on stderr (UserError,
     Ctrl-C, SIGTERM)."""
+    _printing_never_fails()
     in_main_thread = threading.current_thread() is threading.main_thread()
     stopping = _StopOnSigterm() if in_main_thread else contextlib.nullcontext()
     stopping.__enter__()
@@ -124,8 +138,10 @@ def add_model_arguments(parser, title='model', cuda_graph_help=None):
     it with centernet.backends.open_backend from these."""
     model = parser.add_argument_group(title)
     model.add_argument('--engine', metavar='MODEL',
-                       help='the model: .engine/.plan/.trt (TensorRT), .onnx (ONNX Runtime) or '
-                            '.pth/.pt (mmdet checkpoint: PyTorch model built from --cfg)')
+                       help='the model file, whichever kind (the flag keeps the reference '
+                            'project\'s name): a TensorRT engine .engine/.plan/.trt, an ONNX '
+                            '.onnx (ONNX Runtime) or an mmdet checkpoint .pth/.pt (the PyTorch '
+                            'model built from --cfg)')
     model.add_argument('--backend', default='auto',
                        choices=('auto', 'tensorrt', 'onnxruntime', 'torch'),
                        help='auto: from the model file\'s suffix')
@@ -148,9 +164,25 @@ def add_model_arguments(parser, title='model', cuda_graph_help=None):
     return model
 
 
+def canonical_option(option):
+    """'--skip-check' and '--skip_check' -> '--skip_check': one flag, two spellings."""
+    return option[:2] + option[2:].replace('-', '_') if option.startswith('--') else option
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """--help shows every default that is not already in the text (none for unset options and
-    switches); the epilog keeps its line breaks."""
+    switches), and one spelling of each flag (both are accepted); the epilog keeps its line
+    breaks."""
+
+    def _format_action_invocation(self, action):
+        spellings = {}
+        for option in action.option_strings:
+            spellings.setdefault(canonical_option(option), option)
+        if len(spellings) == len(action.option_strings):
+            return super()._format_action_invocation(action)
+        shown = argparse.Action(list(spellings.values()), action.dest, nargs=action.nargs,
+                                metavar=action.metavar, help=action.help)
+        return super()._format_action_invocation(shown)
 
     def _get_help_string(self, action):
         text = action.help or ''
@@ -161,8 +193,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with defaults in --help, whose on/off switches (action='store_true') also accept
-    the reference project's spelling `--flag True` / `--flag False` (and `--flag=false`)."""
+    """argparse with defaults in --help, where every flag takes `_` and `-` alike
+    (`--skip_check` is `--skip-check`), and whose on/off switches (action='store_true') also
+    accept the reference project's spelling `--flag True` / `--flag False` (and `--flag=false`)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault('formatter_class', HelpFormatter)
@@ -170,9 +203,27 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         argv = sys.argv[1:] if args is None else list(args)
+        known = {canonical_option(option): option for action in self._actions
+                 for option in action.option_strings}
         switches = {option for action in self._actions if action.nargs == 0
                     and action.const is True for option in action.option_strings}
+        argv = normalise_spellings(argv, known)
         return super().parse_known_args(normalise_switches(argv, switches), namespace)
+
+
+def normalise_spellings(argv, known):
+    """Each '--flag' (or '--flag=value') spelled with `-` where the parser has `_`, or the other
+    way round, as the parser spells it; `known`: canonical_option -> the parser's spelling.
+    Nothing after a bare '--' (the end of the options) is touched."""
+    out = list(argv)
+    for index, token in enumerate(argv):
+        if token == '--':
+            break
+        name, equals, value = token.partition('=')
+        spelled = known.get(canonical_option(name)) if name.startswith('--') else None
+        if spelled and spelled != name:
+            out[index] = spelled + equals + value
+    return out
 
 
 def normalise_switches(argv, switches):

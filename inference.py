@@ -13,6 +13,7 @@ same as --engine CHECKPOINT.pth. Flags follow the reference project's (--engine 
 spelling works too).
 """
 
+import argparse
 import os
 
 from common import ArgumentParser, add_model_arguments, run_main
@@ -31,14 +32,22 @@ def parse_args(argv):
     data.add_argument('--datasets', default=os.environ.get('DATASETS_DIR'),
                       help='COCO folder: annotations/instances_val2017.json + images/val2017/ '
                            '(default: $DATASETS_DIR)')
-    data.add_argument('--batchsize', type=int, default=32, help='images per batch')
+    data.add_argument('--batchsize', type=int,
+                      help='images per batch (default: 32 when the model runs on a GPU, 4 on the '
+                           'CPU, where larger batches only take more memory)')
     data.add_argument('--workers', type=int,
                       help='image-decoding threads (default: one per core, at most 8; 0: decode '
                            'in the main thread)')
     data.add_argument('--limit', type=int, help='only the first N images (accuracy: smoke runs; '
                       'performance: the pipeline tier, default 1000)')
     data.add_argument('--skip_bad_images', action='store_true',
-                      help='count unreadable images as having no detections')
+                      help='count unreadable images (and refused ones: --max_pixels, memory) as '
+                           'having no detections, list them at the end and go on')
+    data.add_argument('--max_pixels', type=float, default=250e6, metavar='N',
+                      help='refuse pictures larger than N pixels before decoding them (default '
+                           '250e6: a 200 MP phone photo passes, COCO\'s largest is 0.4 MP); a '
+                           'picture whose memory estimate exceeds the memory available is '
+                           'refused too')
 
     out = parser.add_argument_group('results')
     out.add_argument('--save_json', help='write all detections in COCO results format')
@@ -75,11 +84,17 @@ def parse_args(argv):
     demo.add_argument('--out', default='detections', help='folder for annotated pictures')
     demo.add_argument('--score_thr', type=float, default=0.3,
                       help='draw boxes above this score (drawing only; JSON keeps all 100)')
-    demo.add_argument('--max_side', type=int,
-                      help='shrink larger pictures to fit this canvas side before detection '
-                           '(boxes are mapped back to the original pixels; default: the largest '
-                           'canvas the model takes, 1344 for a dynamic ONNX or the torch model)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    demo.add_argument('--max_boxes', type=int, default=20,
+                      help='draw at most this many boxes per picture, the best ones, so that '
+                           'their captions leave the picture visible (JSON keeps all 100)')
+    demo.add_argument('--max_canvas', type=int, metavar='SIDE',
+                      help='shrink a picture whose canvas would have a side above SIDE before '
+                           'detection (boxes are mapped back to the original pixels; default: '
+                           'the largest canvas the model takes, 1344 for a dynamic ONNX or the '
+                           'torch model)')
+    demo.add_argument('--max_side', type=int, help=argparse.SUPPRESS)  # says: use --max_canvas
+    parser.add_argument('--quiet', action='store_true',
+                        help='no progress bars and no run-time estimate')
     return parser.parse_args(argv)
 
 

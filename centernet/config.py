@@ -1,8 +1,9 @@
 """Read an mmdet-format CenterNet config into the few numbers the deployment needs.
 
-The config is read with mmengine's Config (the format's own reader), never executed by mmdet.
-Everything that could silently change the results and that this kit does not implement (DCN,
-another detector, another padding rule) is refused here, with the reason.
+The file is read as data, never run (config_file.ConfigReader: mmengine's format and merge
+rules, without mmengine's exec of the file). Everything that could silently change the results
+and that this kit does not implement (DCN, another detector, another padding rule) is refused
+here, with the reason.
 """
 
 from dataclasses import dataclass
@@ -65,21 +66,27 @@ def _require(condition, message):
 
 def load_spec(path) -> CenterNetSpec:
     """Parse `path` (an mmdet config file) and check it describes a model this kit can run."""
-    from mmengine.config import Config
+    from .config_file import read_config
 
     path = Path(path)
     _require(path.is_file(), f'config file {path} not found: pass --cfg '
              'centernet_r18_8xb16-crop512-140e_coco.py (it ships with this repository)')
-    try:
-        cfg = Config.fromfile(str(path))
-    except Exception as exc:  # mmengine raises many types for a broken file
-        raise UserError(f'cannot read config {path}: {type(exc).__name__}: {exc}') from None
-    return spec_from_config(cfg, str(path))
+    return spec_from_config(read_config(path), str(path))
 
 
 def spec_from_config(cfg, name='config') -> CenterNetSpec:
+    """The spec from a config's variables (plain dicts; an mmengine Config is converted)."""
     if hasattr(cfg, 'to_dict'):  # mmengine Config -> plain nested dicts and lists
         cfg = cfg.to_dict()
+    try:
+        return _spec(cfg, name)
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:  # a field of another type
+        raise UserError(f'{name}: a model or test pipeline field has a value this kit cannot '
+                        f'read ({type(exc).__name__}: {exc}); is it an mmdet CenterNet config?'
+                        ) from None
+
+
+def _spec(cfg, name):
     model = _get(cfg, 'model')
     _require(isinstance(model, dict), f'{name} has no `model` dict: is it an mmdet config?')
     kind = model.get('type')

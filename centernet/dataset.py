@@ -10,8 +10,10 @@
 """
 
 import contextlib
+import functools
 import io
 import json
+import math
 import os
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +24,10 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .preprocess import BadImageError, read_image
+from .preprocess import IMAGE_SUFFIXES, BadImageError, read_image
 
 ANNOTATION_FILE = 'annotations/instances_val2017.json'
 IMAGE_FOLDERS = ('images/val2017', 'val2017')
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 EXPECTED_LAYOUT = ('expected the layout DATASETS_DIR/{annotations/instances_val2017.json, '
                    'images/val2017/*.jpg} (or val2017/ directly under DATASETS_DIR)')
 
@@ -36,8 +37,18 @@ class ImageRecord:
     index: int          # position in the set; results are returned in this order
     image_id: int
     path: str
-    height: int         # size before EXIF rotation is known: a batching hint, checked on decode
+    height: int         # the annotation's size, a batching hint checked on decode; 0: unknown
     width: int
+
+
+def size_hint(value):
+    """An annotation's width/height as a batching hint: 0 (measure from the pixels) unless it
+    is a positive whole number. mmdet's test pipeline takes the size from the decoded image
+    (ori_shape) and never reads these fields, so a null or missing one is no error."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value < 1 or value != int(value)):
+        return 0
+    return int(value)
 
 
 class CocoImageSet:
@@ -83,9 +94,13 @@ class CocoImageSet:
         self.records = []
         for index, image_id in enumerate(self.coco.getImgIds()):
             info = self.coco.imgs[image_id]
+            if not isinstance(info.get('file_name'), str) or not info['file_name']:
+                raise UserError(f'{self.ann_file}: image {image_id} has no "file_name"; download '
+                                'annotations_trainval2017.zip again')
             self.records.append(ImageRecord(index, int(image_id),
                                             str(self.image_folder / info['file_name']),
-                                            int(info.get('height', 0)), int(info.get('width', 0))))
+                                            size_hint(info.get('height')),
+                                            size_hint(info.get('width'))))
         if not self.records:
             raise UserError(f'{self.ann_file} lists no images: nothing to evaluate')
         missing = [r.path for r in self.records if not Path(r.path).is_file()]
@@ -99,12 +114,18 @@ class CocoImageSet:
 
 
 class FolderImageSet:
-    """One image file, or every image in a folder (sorted by name), for the picture demo."""
+    """One image file, or every image in a folder (sorted by name), for the picture demo.
+
+    A folder's files are taken by their suffix (preprocess.IMAGE_SUFFIXES: every format OpenCV
+    reads); the other files are listed in `ignored`, for the caller to say so."""
 
     def __init__(self, path):
         path = Path(path)
+        self.ignored = []
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            entries = sorted(p for p in path.iterdir() if p.is_file())
+            files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+            self.ignored = [p for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
         elif path.is_file():
             files = [path]
         else:
@@ -148,12 +169,12 @@ class BadImage:
 class ImageReader:
     """record index -> (index, decoded image HWC BGR uint8) or BadImage (reported, not raised).
 
-    `read` (path -> image) is preprocess.read_image unless the caller adds a step (the picture
-    demo's shrinking of large photos)."""
+    `read` (path -> image) is preprocess.read_image under `limit` (a preprocess.PixelLimit; None:
+    its default) unless the caller adds a step (the picture demo's shrinking of large photos)."""
 
-    def __init__(self, records, read=None):
+    def __init__(self, records, read=None, limit=None):
         self.records = records
-        self.read = read or read_image
+        self.read = read or functools.partial(read_image, limit=limit)
 
     def __getitem__(self, index):
         record = self.records[index]
@@ -239,11 +260,11 @@ def default_workers():
 
 
 def make_loader(records, canvas, batch_size, workers=None, prefetch_batches=4, pin_memory=False,
-                read=None):
+                read=None, limit=None):
     """Canvas-shape batches of `records`, decoded by `workers` threads (0: in the caller;
     None: default_workers()). Each thread builds a whole batch, so at least `workers` batches
     are kept in flight."""
     workers = default_workers() if workers is None else workers
     batches = canvas_batches(records, canvas, batch_size)
-    return PrefetchLoader(ImageReader(records, read), canvas, batches, workers=workers,
+    return PrefetchLoader(ImageReader(records, read, limit), canvas, batches, workers=workers,
                           prefetch=max(prefetch_batches, workers), pin_memory=pin_memory)

@@ -6,6 +6,7 @@ pixels. Only here: COCO evaluation pastes every image unscaled, as mmdet does.
 """
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ from .errors import UserError
 from .fileio import atomic_path, write_json
 from .pipeline import detect_records
 from .preprocess import read_image
+from .report import printable
 
 
 def colour_for(label):
@@ -26,6 +28,10 @@ def colour_for(label):
 
 
 DEFAULT_MAX_CANVAS = 1344  # a model without a largest canvas (dynamic ONNX, torch): 2 x 672
+# Memory per picture pixel beyond its decode's peak: the original, its drawn copy and its JPEG
+# while it is written (in all 6.4 and 8.1 B per pixel for 48 and 108 MP JPEGs, of which the
+# decode is 6.2; tools/benchmark_memory.py and the issue's 12000 x 9000 case).
+DRAWING_BYTES_PER_PIXEL = 2.0
 
 
 class PictureFit:
@@ -34,8 +40,9 @@ class PictureFit:
     The scale is a pure function of the picture's size, so the loader (which shrinks) and the
     demo (which maps boxes back onto the original) agree without passing it along."""
 
-    def __init__(self, spec, max_canvas):
+    def __init__(self, spec, max_canvas, limit=None):
         self.max_height, self.max_width = (self._largest_side(spec, side) for side in max_canvas)
+        self.limit = limit
 
     @staticmethod
     def _largest_side(spec, canvas):
@@ -60,69 +67,120 @@ class PictureFit:
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
     def read(self, path):
-        """preprocess.read_image, then shrink: the loader's `read`."""
-        return self.shrink(read_image(path))
+        """preprocess.read_image under the limit, then shrink: the loader's `read`."""
+        return self.shrink(read_image(path, self.limit))
 
     def scale_xy(self, height, width):
         fitted_height, fitted_width = self.size(height, width)
         return fitted_width / width, fitted_height / height
 
 
-def max_canvas_for(backend, max_side=None):
+def max_canvas_for(backend, max_canvas=None):
     """The largest canvas (height, width) to feed `backend`: its own limit (a TensorRT profile, a
-    static ONNX), else DEFAULT_MAX_CANVAS; --max_side replaces the default and lowers a limit."""
+    static ONNX), else DEFAULT_MAX_CANVAS; --max_canvas replaces the default and lowers a limit."""
     own = backend.largest_canvas()
-    if max_side is None:
+    if max_canvas is None:
         return own or (DEFAULT_MAX_CANVAS, DEFAULT_MAX_CANVAS)
-    if max_side < 32:
-        raise UserError(f'--max_side must be at least 32, got {max_side}')
-    return (max_side, max_side) if own is None else tuple(min(side, max_side) for side in own)
+    if max_canvas < 32:
+        raise UserError(f'--max_canvas must be at least 32, got {max_canvas}')
+    return (max_canvas, max_canvas) if own is None else tuple(min(side, max_canvas) for side in own)
 
 
-def draw_detections(image, boxes, scores, labels, classes, score_thr):
-    """Boxes with 'class score' captions, the highest score drawn last (on top); a new image."""
-    canvas = image.copy()
-    for index in np.argsort(scores, kind='stable'):
-        box, score, label = boxes[index], scores[index], labels[index]
-        if score < score_thr:
-            continue
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-        colour = colour_for(int(label))
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
-        caption = f'{classes[int(label)]} {score:.2f}'
-        (w, h), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        top = max(y1 - h - base - 2, 0)
-        left = max(min(x1, canvas.shape[1] - w - 3), 0)  # keep the caption inside the picture
-        cv2.rectangle(canvas, (left, top), (left + w + 2, top + h + base + 2), colour, -1)
-        cv2.putText(canvas, caption, (left + 1, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-    return canvas
+class Drawing:
+    """Boxes with 'class score' captions whose lines and letters keep their share of the picture:
+    2 px lines and 0.5-scale letters on a 640 x 480 photo, 12 px and 3.1 on a 4000 x 3000 one.
+
+    At most `max_boxes` of the detections above `score_thr` are drawn, the best ones, the highest
+    score last (on top): a hundred opaque captions would hide the picture."""
+
+    FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+    def __init__(self, classes, score_thr, max_boxes):
+        self.classes, self.score_thr, self.max_boxes = classes, score_thr, max_boxes
+
+    def chosen(self, scores):
+        """Indices of the detections to draw, lowest score first."""
+        above = np.flatnonzero(scores >= self.score_thr)
+        best = above[np.argsort(-scores[above], kind='stable')][:self.max_boxes]
+        return best[::-1]
+
+    def __call__(self, image, boxes, scores, labels):
+        """A new image with the chosen detections drawn."""
+        canvas = image.copy()
+        scale = max(1.0, min(image.shape[:2]) / 480)
+        line, letters, stroke = max(2, round(2 * scale)), 0.5 * scale, max(1, round(scale))
+        pad = max(1, round(2 * scale))
+        for index in self.chosen(scores):
+            x1, y1, x2, y2 = (int(round(float(v))) for v in boxes[index])
+            colour = colour_for(int(labels[index]))
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, line)
+            caption = f'{self.classes[int(labels[index])]} {scores[index]:.2f}'
+            (w, h), base = cv2.getTextSize(caption, self.FONT, letters, stroke)
+            top = max(y1 - h - base - 2 * pad, 0)
+            left = max(min(x1, canvas.shape[1] - w - 2 * pad), 0)  # keep it inside the picture
+            cv2.rectangle(canvas, (left, top), (left + w + 2 * pad, top + h + base + 2 * pad),
+                          colour, -1)
+            cv2.putText(canvas, caption, (left + pad, top + h + pad), self.FONT, letters,
+                        (0, 0, 0), stroke, cv2.LINE_AA)
+        return canvas
 
 
-def run_demo(detector, args):
+def output_names(paths):
+    """A distinct picture name per input, case-insensitively (photo.jpg and Photo.PNG would be
+    one file on macOS): the stem, or stem_suffix where stems repeat (photo_jpg.jpg,
+    photo_png.jpg), numbered where even that is taken."""
+    stems = Counter(Path(p).stem.lower() for p in paths)
+    taken, names = set(), []
+    for path in map(Path, paths):
+        base = path.stem if stems[path.stem.lower()] == 1 else f'{path.stem}_{path.suffix[1:]}'
+        name, number = f'{base}.jpg', 1
+        while name.lower() in taken:
+            number += 1
+            name = f'{base}-{number}.jpg'
+        taken.add(name.lower())
+        names.append(name)
+    return names
+
+
+def run_demo(detector, args, limit=None):
+    """`limit`: the preprocess.PixelLimit for reading the pictures (None: its default)."""
     images = FolderImageSet(args.images)
     out = Path(args.out)
+    targets = [out / name for name in output_names([r.path for r in images.records])]
+    inputs = {Path(r.path).resolve(): r.path for r in images.records}
+    for target in targets:
+        if target.resolve() in inputs:
+            raise UserError(f'--out {printable(out)} would overwrite the input picture '
+                            f'{printable(inputs[target.resolve()])}: choose another folder')
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f'cannot create output folder {out}: {exc.strerror}') from None
-    fit = PictureFit(detector.spec, max_canvas_for(detector.backend, args.max_side))
+        raise UserError(f'cannot create output folder {printable(out)}: {exc.strerror}') from None
+    if images.ignored:
+        names = ', '.join(printable(p.name) for p in images.ignored[:5])
+        more = f' and {len(images.ignored) - 5} more' if len(images.ignored) > 5 else ''
+        print(f'ignored {len(images.ignored)} file(s) whose suffix is not a picture format '
+              f'OpenCV reads: {names}{more}')
+    fit = PictureFit(detector.spec, max_canvas_for(detector.backend, args.max_canvas), limit)
     detections = detect_records(detector, images.records, args.batchsize, workers=args.workers,
                                 skip_bad_images=args.skip_bad_images, progress=not args.quiet,
                                 description='pictures', read=fit.read)
     classes = detector.backend.classes
+    draw = Drawing(classes, args.score_thr, args.max_boxes)
+    bad = {item.index: item.reason for item in detections.bad}
     listing = []
-    for record in images.records:
-        if not detections.done[record.index]:
+    for record, target in zip(images.records, targets):
+        if record.index in bad:
+            listing.append(dict(file=record.path, annotated=None, skipped=bad[record.index],
+                                detections=[]))
             continue
-        original = read_image(record.path)
+        original = read_image(record.path, limit)
         height, width = original.shape[:2]
         scale_x, scale_y = fit.scale_xy(height, width)
         boxes = detections.boxes[record.index] / np.array([scale_x, scale_y] * 2, np.float32)
         scores, labels = detections.scores[record.index], detections.labels[record.index]
-        picture = draw_detections(original, boxes, scores, labels, classes, args.score_thr)
-        target = out / (Path(record.path).stem + '.jpg')
-        ok, encoded = cv2.imencode('.jpg', picture, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        ok, encoded = cv2.imencode('.jpg', draw(original, boxes, scores, labels),
+                                   [cv2.IMWRITE_JPEG_QUALITY, 92])
         with atomic_path(target) as tmp:
             tmp.write_bytes(encoded.tobytes())
         listing.append(dict(file=record.path, annotated=str(target), size_hw=[height, width],
@@ -130,8 +188,16 @@ def run_demo(detector, args):
                             scale_xy=[scale_x, scale_y], detections=[
             dict(label=classes[int(lab)], label_index=int(lab), score=float(s),
                  bbox_xyxy=[float(v) for v in b]) for b, s, lab in zip(boxes, scores, labels)]))
-        shown = int((scores >= args.score_thr).sum())
-        print(f'{record.path}: {shown} detection(s) above {args.score_thr} -> {target}')
+        above = int((scores >= args.score_thr).sum())
+        drawn = min(above, args.max_boxes)
+        print(f'{printable(record.path)}: {above} detection(s) above {args.score_thr}'
+              + (f', the best {drawn} drawn (--max_boxes)' if drawn < above else '')
+              + f' -> {printable(target)}')
     write_json(out / 'detections.json', listing, indent=1)
-    print(f'wrote {len(listing)} picture(s) and {out / "detections.json"}')
+    if bad:
+        print(f'skipped {len(bad)} unreadable picture(s) (--skip_bad_images):')
+        for record in images.records:
+            if record.index in bad:
+                print(f'  {printable(record.path)}: {bad[record.index]}')
+    print(f'wrote {len(listing) - len(bad)} picture(s) and {printable(out / "detections.json")}')
     return 0

@@ -9,10 +9,15 @@ from .backends import open_backend, resolve_backend_name
 from .errors import UserError
 from .fileio import write_json
 from .pipeline import Detector, detect_records
-from .report import environment, format_table
+from .preprocess import PixelLimit
+from .report import environment, format_table, printable
 
 
 PERF_PIPELINE_IMAGES = 1000  # the pipeline tier's largest sample without --limit
+# --batchsize without a value: a GPU wants large batches; on 2 CPU cores a batch of 32 672x672
+# canvases takes about 13 s and 1.6 GB of activations (108 B per pixel), so the CPU default is
+# the scripts' 4.
+GPU_BATCH, CPU_BATCH = 32, 4
 AP_DECIMALS = 4  # the AP is printed, and compared with --acc_target, at this precision
 NO_MODEL = ('no model given: pass --engine MODEL, where MODEL is an ONNX file from export.py '
             '(ONNX Runtime), an engine from build_engine.py (TensorRT) or an mmdet checkpoint '
@@ -24,8 +29,13 @@ def run(args):
         return run_accuracy(server_detection(args), args)
     if not args.engine and not args.weight:
         raise UserError(NO_MODEL)
-    if args.batchsize < 1:
+    if args.max_side is not None:
+        raise UserError('inference.py has no --max_side (that is build_engine.py\'s profile '
+                        'limit): the pictures\' limit is --max_canvas')
+    if args.batchsize is not None and args.batchsize < 1:
         raise UserError(f'--batchsize must be at least 1, got {args.batchsize}')
+    if args.max_pixels < 1:
+        raise UserError(f'--max_pixels must be at least 1, got {args.max_pixels:g}')
     if args.workers is not None and args.workers < 0:
         raise UserError(f'--workers must be 0 (decode in the main thread) or more, got '
                         f'{args.workers}')
@@ -41,14 +51,29 @@ def run(args):
     if args.input_name and args.input_name != backend.input_name:
         raise UserError(f'--input_name {args.input_name!r}: the model\'s input is called '
                         f'{backend.input_name!r} (a uint8 BGR canvas); drop the flag or fix it')
+    if args.batchsize is None:
+        args.batchsize = GPU_BATCH if backend.device.type == 'cuda' else CPU_BATCH
     backend.check_batch(args.batchsize)
     detector = Detector(backend)
     if args.images:
         from .demo import run_demo
-        return run_demo(detector, args)
+        return run_demo(detector, args, image_limit(args, backend, full_size=False))
     if args.perf_only:
         return run_performance(detector, args)
     return run_accuracy(LocalDetection(detector, args), args)
+
+
+def image_limit(args, backend, full_size):
+    """The preprocess.PixelLimit for this run's pictures: --max_pixels, and the memory they
+    need: at full size (COCO) the backend's network too; in the demo the picture is shrunk
+    before the network, so its drawing is what follows the decode."""
+    if full_size:
+        return PixelLimit(int(args.max_pixels), after_decode=backend.host_bytes_per_pixel,
+                          task=f'decode and run at full size on {backend.name}',
+                          raise_with='--max_pixels')
+    from .demo import DRAWING_BYTES_PER_PIXEL
+    return PixelLimit(int(args.max_pixels), after_decode=DRAWING_BYTES_PER_PIXEL,
+                      task='decode and draw', raise_with='--max_pixels')
 
 
 class LocalDetection:
@@ -72,7 +97,8 @@ class LocalDetection:
         args = self.args
         return detect_records(self.detector, records, args.batchsize, workers=args.workers,
                               skip_bad_images=args.skip_bad_images, progress=not args.quiet,
-                              estimate=True, timer=timer)
+                              estimate=not args.quiet, timer=timer,
+                              limit=image_limit(args, self.backend, full_size=True))
 
 
 class ServerDetection:
@@ -97,8 +123,8 @@ class ServerDetection:
         try:
             return self.served.detect_records(records, self.concurrency,
                                               skip_bad_images=args.skip_bad_images,
-                                              progress=not args.quiet, estimate=True,
-                                              timer=timer)
+                                              progress=not args.quiet,
+                                              estimate=not args.quiet, timer=timer)
         finally:
             self.served.close()
 
@@ -168,7 +194,7 @@ def run_accuracy(detection, args):
     if detections.bad:
         print(f'{len(detections.bad)} unreadable image(s) counted as without detections:')
         for bad in detections.bad:
-            print(f'  {bad.path}: {bad.reason}')
+            print(f'  {printable(bad.path)}: {bad.reason}')
     record = dict(mode='accuracy', backend=detection.describe(), environment=environment(),
                   dataset=str(images.ann_file), images=len(records),
                   batchsize=detection.batchsize,
@@ -204,10 +230,11 @@ def perf_budgets(args):
 
 
 def run_performance(detector, args):
-    from .perf import format_fps, gpu_clocks, time_engine, time_engine_io
+    from .perf import REFERENCE_SIDE, format_fps, gpu_clocks, time_engine, time_engine_io
     backend = detector.backend
     batch = args.batchsize
     warmup, timed = perf_budgets(args)
+    limit = image_limit(args, backend, full_size=True)
     print(f'performance: backend {backend.name} on {backend.device}, batch {batch}; per tier '
           f'warm-up {warmup.describe()}, then timed {timed.describe()}')
     tiers = {}
@@ -224,18 +251,27 @@ def run_performance(detector, args):
             # second sighting, torch.compile's shape-generic graph): time the steady state, as
             # the other tiers do, not the first sighting of every shape.
             detect_records(detector, records, batch, workers=args.workers, skip_bad_images=True,
-                           progress=not args.quiet, description='pipeline warm-up')
+                           progress=not args.quiet, description='pipeline warm-up', limit=limit)
         detections = detect_records(detector, records, batch, workers=args.workers,
                                     skip_bad_images=True, progress=not args.quiet,
-                                    description='pipeline')
+                                    description='pipeline', limit=limit)
+        counted = sum(detections.shapes.values())
+        pixels = sum(h * w * n for (h, w), n in detections.shapes.items())
         tiers['pipeline'] = dict(batch=batch, images=len(records), iterations=detections.batches,
                                  seconds=detections.seconds,
                                  fps=len(records) / detections.seconds,
-                                 loader_wait_seconds=detections.wait_seconds)
+                                 loader_wait_seconds=detections.wait_seconds,
+                                 canvas_pixels_mean=pixels / max(counted, 1),
+                                 canvas_shapes={f'{h}x{w}': n for (h, w), n in
+                                                sorted(detections.shapes.items())})
     rows = []
-    labels = {'engine': 'engine only, static 672x672 on device',
-              'engine+io': 'engine + H2D/D2H + decode, 672x672',
-              'pipeline': 'full pipeline on files, canvas batches'}
+    side = f'{REFERENCE_SIDE}x{REFERENCE_SIDE}'
+    on_gpu = backend.device.type == 'cuda'
+    where = f'on the GPU ({backend.device})' if on_gpu else 'on the CPU'
+    labels = {'engine': f'network alone, {side} canvases already {where}',
+              'engine+io': (f'+ upload, decode, boxes to the host, {side}' if on_gpu else
+                            f'network + decode, {side} (no copies on the CPU)'),
+              'pipeline': 'files: decode, canvas batches by size, network, decode'}
     for name, stats in tiers.items():
         spread = (f'{format_fps(stats["fps_p10"])}-{format_fps(stats["fps_p90"])}'
                   if 'fps_p10' in stats else None)
@@ -243,8 +279,14 @@ def run_performance(detector, args):
                     + [stats.get(f'latency_ms_{k}') for k in ('mean', 'p50', 'p90', 'p99')])
     print(format_table(['tier', 'FPS', 'FPS p10-p90', 'runs', 'mean ms', 'p50 ms', 'p90 ms',
                         'p99 ms'], rows,
-                       title=f'batch {batch}; FPS = batch / mean latency, its spread over the '
-                             'runs; latency per batch'))
+                       title=f'batch {batch}, {backend.name} {where}; FPS = batch / mean '
+                             'latency, its spread over the runs; latency per batch'))
+    if 'pipeline' in tiers:
+        mean = tiers['pipeline']['canvas_pixels_mean']
+        print(f'The pipeline tier\'s canvases average {mean / 1e3:.0f} thousand pixels, '
+              f'{mean / REFERENCE_SIDE ** 2:.0%} of {side}: each image keeps its own canvas '
+              f'size (images are batched with those of the same size), so on a set of small '
+              f'images it can outrun the {side} tiers.')
     record = dict(mode='performance', backend=backend.describe(), environment=environment(),
                   gpu_clocks=gpu_clocks(), batchsize=batch, warmup=dataclasses.asdict(warmup),
                   iterations=dataclasses.asdict(timed), tiers=tiers)

@@ -107,19 +107,21 @@ class Detections:
 
 
 def detect_records(detector, records, batch_size, workers=None, skip_bad_images=False,
-                   progress=True, description='detect', estimate=False, read=None, timer=None):
+                   progress=True, description='detect', estimate=False, read=None, timer=None,
+                   limit=None):
     """Run `detector` over `records` in canvas-shape batches; returns Detections in record order.
 
     A bad image raises BadImageError (file name + reason) unless `skip_bad_images`, which keeps
     it as an image without detections and lists it in `Detections.bad`. `estimate` prints the
     expected run time once a few batches are timed; `read` replaces preprocess.read_image (the
-    picture demo shrinks large photos with it). `timer` (timing.StageTimer) gets loader wait,
-    network, decode and device-wait seconds.
+    picture demo shrinks large photos with it); `limit` (preprocess.PixelLimit) is what the
+    default reader refuses. `timer` (timing.StageTimer) gets loader wait, network, decode and
+    device-wait seconds.
     """
     timer = timer if timer is not None else StageTimer()
     pin = detector.backend.device.type == 'cuda'
     loader = make_loader(records, detector.canvas, batch_size, workers=workers, pin_memory=pin,
-                         read=read)
+                         read=read, limit=limit)
     result = Detections.empty(len(records), detector.spec.topk)
     bar = tqdm(total=len(records), desc=description, unit='img', disable=not progress,
                dynamic_ncols=True)

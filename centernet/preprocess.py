@@ -5,50 +5,75 @@ normalisation ((x - mean) / std, BGR->RGB) lives inside the network (model.DataP
 canvas stays uint8: a quarter of the bytes to copy to an accelerator, and exact on every backend.
 """
 
-from pathlib import Path
+import os
 
 import cv2
 import numpy as np
 
-from .errors import UserError
+from .image_header import (IMAGE_SUFFIXES, BadImageError, PixelLimit,  # noqa: F401
+                           header_of_bytes, jpeg_is_complete, read_header)
 
-_JPEG_SOI, _JPEG_SOS, _JPEG_EOI = b'\xff\xd8', b'\xff\xda', b'\xff\xd9'
-
-
-class BadImageError(UserError):
-    """An image file that cannot be decoded (corrupt, truncated, not an image)."""
-
-    def __init__(self, path, reason):
-        super().__init__(f'{path}: {reason}')
-        self.path = str(path)
-        self.reason = reason
+# The limit decode_image and read_image apply when the caller passes none; a program may replace
+# it (the CLIs pass their own, with --max_pixels and what they do with the picture next).
+DEFAULT_LIMIT = PixelLimit()
+_UNREADABLE = 'not a readable image (corrupt, truncated or unknown format)'
 
 
-def decode_image(data: bytes, path='<bytes>') -> np.ndarray:
+def decode_image(data: bytes, path='<bytes>', limit: PixelLimit = None) -> np.ndarray:
     """Decode like mmcv.imfrombytes(flag='color', backend='cv2'): H x W x 3 BGR uint8.
 
     OpenCV's IMREAD_COLOR applies EXIF orientation, turns grayscale into 3 equal channels, drops
-    alpha without blending and scales 16-bit to 8-bit, exactly as mmdet sees the file.
+    alpha without blending and scales 16-bit to 8-bit, exactly as mmdet sees the file. First the
+    size the header declares must pass `limit` (DEFAULT_LIMIT when None). Every refusal and
+    every decode failure is a BadImageError naming `path`.
     """
     if not data:
         raise BadImageError(path, 'empty file')
-    # libjpeg decodes a cut-off JPEG without error (the missing rows come out grey); mmdet would
-    # score that image silently. A complete JPEG ends its last scan (SOS) with an EOI marker, and
-    # neither marker can occur inside entropy-coded data, so compare their last positions.
-    if data.startswith(_JPEG_SOI) and data.rfind(_JPEG_EOI) < data.rfind(_JPEG_SOS):
-        raise BadImageError(path, 'truncated JPEG (no end-of-image marker after the last scan)')
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise BadImageError(path, 'not a readable image (corrupt, truncated or unknown format)')
-    return image
+    header = header_of_bytes(data)
+    _check(path, header, limit, file_bytes=0)  # the caller already holds the bytes
+    return _decode(data, path, header)
 
 
-def read_image(path) -> np.ndarray:
+def read_image(path, limit: PixelLimit = None) -> np.ndarray:
+    """decode_image of a file, whose header is checked before the rest of it is read."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, 'rb') as file:
+            size = os.fstat(file.fileno()).st_size
+            if size == 0:
+                raise BadImageError(path, 'empty file')
+            header = read_header(file)
+            _check(path, header, limit, file_bytes=size)
+            file.seek(0)
+            data = file.read()
     except OSError as exc:
         raise BadImageError(path, f'cannot read file ({exc.strerror or exc})') from None
-    return decode_image(data, path)
+    return _decode(data, path, header)
+
+
+def _check(path, header, limit, file_bytes):
+    if header is None:
+        raise BadImageError(path, _UNREADABLE)
+    (limit or DEFAULT_LIMIT).check(path, header, file_bytes)
+
+
+def _decode(data, path, header):
+    # libjpeg decodes a cut-off JPEG without error (the missing rows come out grey); mmdet would
+    # score that image silently. Data after a complete JPEG is not part of it, for libjpeg too.
+    if header.format == 'jpeg' and jpeg_is_complete(data) is False:
+        raise BadImageError(path, 'truncated JPEG (the data ends before its end-of-image marker)')
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # OpenCV's own checks (its pixel cap, a broken header)
+        detail = exc.err
+        if 'CV_IO_MAX_IMAGE' in detail:
+            detail += ': over OpenCV\'s own size limit, which the environment variables ' \
+                'OPENCV_IO_MAX_IMAGE_PIXELS/_WIDTH/_HEIGHT raise'
+        raise BadImageError(path, f'OpenCV cannot decode it ({detail})') from None
+    except MemoryError:
+        raise BadImageError(path, 'not enough memory to decode it') from None
+    if image is None:
+        raise BadImageError(path, _UNREADABLE)
+    return image
 
 
 class CenterCanvas:

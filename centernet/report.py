@@ -1,5 +1,6 @@
 """Terminal tables and run records."""
 
+import os
 import platform
 import re
 import sys
@@ -35,6 +36,12 @@ def _cell(value):
             return f'{value:.3e}'
         return f'{value:.4f}' if abs(value) < 10 else f'{value:.1f}'
     return str(value)
+
+
+def printable(path):
+    """A path as text that any terminal encoding takes: a file name's bytes that are not UTF-8
+    appear as \\xNN escapes instead of failing the print."""
+    return os.fsencode(path).decode('utf-8', 'backslashreplace')
 
 
 def environment():

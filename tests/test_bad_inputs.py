@@ -223,6 +223,116 @@ def test_corrupt_and_truncated_images(capsys, tmp_path, onnx_paths, dataset, dam
     assert len(json.loads(out.read_text())) == 200
 
 
+def _coco_with(dataset, tmp_path, name, data, width=None, height=None):
+    """The 3-image set plus `name` (bytes `data`) listed in its annotation file."""
+    root = copy_dataset(dataset, tmp_path)
+    (root / 'images' / 'val2017' / name).write_bytes(data)
+    ann = root / 'annotations' / 'instances_val2017.json'
+    content = json.loads(ann.read_text())
+    content['images'].append(dict(id=999, file_name=name, width=width, height=height))
+    ann.write_text(json.dumps(content))
+    return root, root / 'images' / 'val2017' / name
+
+
+def test_size_bomb_in_a_coco_set(capsys, tmp_path, onnx_paths, dataset):
+    """A 177-byte PNG declaring 30000 x 30000 (2.7 GB decoded, under OpenCV's own cap): one
+    line naming it, its size, the estimate and the limit; --skip_bad_images skips and lists it."""
+    from test_images import png_declaring
+    root, bomb = _coco_with(dataset, tmp_path, 'bomb.png', png_declaring(30000, 30000),
+                            30000, 30000)
+    err = fails_with(capsys, inference.main, _infer(onnx_paths, root),
+                     f'{bomb}: 30000x30000 pixels (900.0 MP) would need about ',
+                     'of memory to decode and run at full size on onnxruntime',
+                     'over the limit of 250 MP: shrink the picture, or raise --max_pixels',
+                     '--skip_bad_images')
+    # the estimate: 900 MP x (PNG decode + ONNX Runtime's network), as image_header computes it
+    assert f'({6.2 + 108:.0f} bytes per pixel)' in err
+    with pytest.raises(SystemExit) as code:
+        run_main(inference.main, _infer(onnx_paths, root, '--skip_bad_images',
+                                        '--record', str(tmp_path / 'r.json')))
+    assert code.value.code == 0
+    assert f'  {bomb}: 30000x30000 pixels' in capsys.readouterr().out
+
+
+def test_max_pixels_and_the_memory_available(capsys, tmp_path, onnx_paths, dataset, monkeypatch):
+    picture = sorted((dataset / 'images' / 'val2017').iterdir())[2]  # 96 x 64
+    fails_with(capsys, inference.main, _infer(onnx_paths, dataset, '--max-pixels', '6000'),
+               f'{picture}: 96x64 pixels would need about', 'over the limit of 0.006 MP')
+    from centernet import image_header
+    monkeypatch.setattr(image_header, 'available_memory', lambda: 10_000)
+    fails_with(capsys, inference.main, _infer(onnx_paths, dataset),
+               'would need about', 'more than the 10 kB available now: shrink the picture, or '
+               'free memory')
+    fails_with(capsys, inference.main, _infer(onnx_paths, dataset, '--max_pixels', '0'),
+               '--max_pixels must be at least 1, got 0')
+
+
+@pytest.mark.parametrize('width, height', [(None, None), ('missing', 'missing'), (0, -5),
+                                           ('640', 480.5)])
+def test_annotation_without_a_usable_size(capsys, tmp_path, onnx_paths, dataset, width, height):
+    """mmdet's test pipeline takes the size from the pixels (ori_shape) and never reads the
+    file's width/height: null, missing or nonsense values run, with the same detections."""
+    root = copy_dataset(dataset, tmp_path)
+    ann = root / 'annotations' / 'instances_val2017.json'
+    content = json.loads(ann.read_text())
+    for image in content['images']:
+        for key, value in (('width', width), ('height', height)):
+            if value == 'missing':
+                del image[key]
+            else:
+                image[key] = value
+    ann.write_text(json.dumps(content))
+    assert _detections(capsys, onnx_paths, dataset, tmp_path / 'sized.json') == \
+        _detections(capsys, onnx_paths, root, tmp_path / 'unsized.json')
+
+
+def _detections(capsys, onnx_paths, folder, out):
+    """An accuracy run's --save_json records, sorted (groups of one canvas size come in order of
+    first appearance: unknown sizes group otherwise, with the same detections per image)."""
+    with pytest.raises(SystemExit) as code:
+        run_main(inference.main, _infer(onnx_paths, folder, '--save_json', str(out),
+                                        '--record', str(out.with_suffix('.record.json'))))
+    assert code.value.code == 0, capsys.readouterr().err
+    return sorted(json.loads(out.read_text()), key=lambda r: (r['image_id'], -r['score']))
+
+
+def test_a_motion_photo_in_a_coco_set_runs_as_its_jpeg(capsys, tmp_path, onnx_paths, dataset):
+    """A JPEG with a video appended after its end marker (phones' motion photos): mmdet reads
+    the JPEG, and so does the kit: the same detections as the JPEG alone."""
+    from test_images import MOTION_VIDEO
+    victim = sorted((dataset / 'images' / 'val2017').iterdir())[0]
+    root = copy_dataset(dataset, tmp_path)
+    moved = root / 'images' / 'val2017' / victim.name
+    moved.write_bytes(victim.read_bytes() + MOTION_VIDEO)
+    assert _detections(capsys, onnx_paths, dataset, tmp_path / 'jpeg.json') == \
+        _detections(capsys, onnx_paths, root, tmp_path / 'motion.json')
+
+
+def test_size_bombs_in_a_real_run_stay_small(tmp_path, onnx_paths, dataset):
+    """inference.py as a user runs it, on a set holding a 60000 x 60000 and a 30000 x 30000 PNG
+    (each 177 bytes) with --skip_bad_images: both listed, and the process peaks at what a run
+    of three tiny images takes, not the 5.6 to 22 GB their decode would. Peak = the child's own
+    VmHWM, read at its exit (getrusage of a vfork'ed child would count pytest's peak)."""
+    from test_images import png_declaring
+    root = copy_dataset(dataset, tmp_path)
+    for side in (60000, 30000):
+        root_images = root / 'images' / 'val2017'
+        (root_images / f'bomb{side}.png').write_bytes(png_declaring(side, side))
+    ann = root / 'annotations' / 'instances_val2017.json'
+    content = json.loads(ann.read_text())
+    content['images'] += [dict(id=900 + i, file_name=f'bomb{side}.png', width=side, height=side)
+                          for i, side in enumerate((60000, 30000))]
+    ann.write_text(json.dumps(content))
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from benchmark_memory import peak_of
+    done, peak = peak_of([str(ROOT / 'inference.py'), *_infer(
+        onnx_paths, root, '--skip_bad_images', '--record', str(tmp_path / 'r.json'))], tmp_path)
+    assert done.returncode == 0, done.stderr
+    for side in (60000, 30000):
+        assert f'bomb{side}.png: {side}x{side} pixels' in done.stdout
+    assert peak < 2 ** 30, peak  # a run of 3 tiny images: about 0.5 GiB
+
+
 # --- outputs ------------------------------------------------------------------------------------
 
 def test_unwritable_output_folder(capsys, tmp_path, onnx_paths, dataset):
@@ -405,6 +515,32 @@ def test_a_sigterm_a_library_swallowed_still_stops_the_run():
     assert process.returncode == 2, err
     assert err.strip() == ('error: stopped by SIGTERM: no partial output was written; run the '
                            'command again to start over')
+
+
+def test_sigterm_inside_an_import_that_swallows_it_still_stops(tmp_path):
+    """SIGTERM landing while a module initialises, whose init clears the exception (as Cython's
+    ABC registration does in numpy.random's lazy import: the performance run then went on with
+    SIGTERM ignored): run_main delivers it again after the import, and the run stops."""
+    (tmp_path / 'swallowing.py').write_text(
+        'import os, signal, time\n'
+        'try:\n'
+        '    os.kill(os.getpid(), signal.SIGTERM)\n'
+        '    time.sleep(0.5)  # the handler runs here, inside the import\n'
+        'except BaseException:\n'
+        '    pass  # what the extension module did\n')
+    script = ('import sys, time\n'
+              f'sys.path[:0] = [{str(ROOT)!r}, {str(tmp_path)!r}]\n'
+              'from common import run_main\n'
+              'def main(argv):\n'
+              '    import swallowing\n'
+              '    time.sleep(30)\n'
+              '    print("not stopped")\n'
+              'run_main(main)\n')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and 'not stopped' not in done.stdout
+    assert done.stderr.strip() == ('error: stopped by SIGTERM: no partial output was written; run '
+                                   'the command again to start over')
 
 
 @pytest.mark.parametrize('signum, how', [(signal.SIGTERM, 'SIGTERM'),

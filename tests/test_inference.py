@@ -129,8 +129,9 @@ def test_acc_target(dataset, onnx_paths, tmp_path, onnx_batch1):
 
 
 @pytest.mark.parametrize('flag', [['--perf_only'], ['--perf_only', 'True']])
-def test_perf_only_reports_three_tiers(dataset, onnx_paths, tmp_path, flag):
+def test_perf_only_reports_three_tiers(dataset, onnx_paths, tmp_path, flag, capsys):
     record = tmp_path / 'perf.json'
+    capsys.readouterr()
     code = run_cli(['--engine', str(onnx_paths['fp32']), '--batchsize', '1', '--warmup', '1',
                     '--iterations', '2', '--datasets', str(dataset), '--limit', '2',
                     '--workers', '0', '--record', str(record)] + flag)
@@ -138,6 +139,15 @@ def test_perf_only_reports_three_tiers(dataset, onnx_paths, tmp_path, flag):
     tiers = json.loads(record.read_text())['tiers']
     assert set(tiers) == {'engine', 'engine+io', 'pipeline'}
     assert all(t['fps'] > 0 for t in tiers.values())
+    # The table says where each tier ran, and why the pipeline's canvases can be faster: the
+    # set's first two images (dataset fixture) have their own canvas sizes, not 672 x 672.
+    out = capsys.readouterr().out
+    assert 'network alone, 672x672 canvases already on the CPU' in out and 'device' not in out
+    shapes = tiers['pipeline']['canvas_shapes']
+    mean = sum(int(hw.split('x')[0]) * int(hw.split('x')[1]) * n for hw, n in shapes.items()) / 2
+    assert tiers['pipeline']['canvas_pixels_mean'] == mean
+    assert (f"The pipeline tier's canvases average {mean / 1e3:.0f} thousand pixels, "
+            f"{mean / 672 ** 2:.0%} of 672x672") in out
     assert run_cli(['--engine', str(onnx_paths['fp32']), '--batchsize', '1', '--warmup', '0',
                     '--iterations', '1', '--perf_only', '--fps_target', '1e9',
                     '--record', str(record)]) == 1
@@ -174,7 +184,7 @@ def test_demo_fits_a_large_photo_and_maps_boxes_back(onnx_paths, tmp_path):
     out = tmp_path / 'out'
     # 832: the largest canvas side, so the largest picture side is 831 -> a scale of exactly 1/2
     assert run_cli(['--engine', str(onnx_paths['fp32']), '--images', str(folder), '--out',
-                    str(out), '--max_side', '832', '--workers', '0']) == 0
+                    str(out), '--max_canvas', '832', '--workers', '0']) == 0
     entries = {Path(e['file']).stem: e for e in json.loads((out / 'detections.json').read_text())}
     assert entries['small']['scale_xy'] == [1.0, 1.0]
     assert entries['large']['scale_xy'] == [0.5, 0.5]
@@ -197,25 +207,26 @@ def test_demo_leaves_pictures_the_model_can_take_alone(spec):
 
 
 def test_higher_scores_are_drawn_on_top():
-    from centernet.demo import colour_for, draw_detections
+    from centernet.demo import Drawing, colour_for
     image = np.zeros((120, 160, 3), np.uint8)
     box = np.array([[20, 60, 120, 110]] * 2, np.float32)   # same place: captions overlap
-    classes = ['low', 'high']
+    draw = Drawing(['low', 'high'], score_thr=0.3, max_boxes=20)
     for order in ([0, 1], [1, 0]):
         scores = np.array([0.4, 0.9], np.float32)[order]
         labels = np.array([0, 1])[order]
-        drawn = draw_detections(image, box, scores, labels, classes, 0.3)
-        assert tuple(int(v) for v in drawn[62, 21]) == colour_for(1)  # the 0.9 box's frame
+        drawn = draw(image, box, scores, labels)
+        assert tuple(int(v) for v in drawn[61, 21]) == colour_for(1)  # the 0.9 box's frame
 
 
 def test_help_shows_defaults_and_real_switches(capsys):
     with pytest.raises(SystemExit) as code:
         inference.parse_args(['--help'])
     assert code.value.code == 0
-    text = capsys.readouterr().out
-    assert 'images per batch (default: 32)' in text
+    text = ' '.join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert 'images per batch (default: 32 when the model runs on a GPU, 4 on the CPU' in text
     assert '[--perf_only]' in text and 'PERF_ONLY' not in text and 'QUIET' not in text
-    assert '.pth/.pt (mmdet checkpoint' in text
+    assert 'a TensorRT engine .engine/.plan/.trt, an ONNX .onnx (ONNX Runtime) or an mmdet ' \
+        'checkpoint .pth/.pt' in text
 
 
 @pytest.mark.parametrize('argv, expected', [
@@ -255,12 +266,21 @@ def test_ap_is_compared_as_printed(dataset, onnx_paths, tmp_path, monkeypatch, c
     assert (f'PASS: AP {shown} meets --acc_target 0.255' in out) == (code == 0)
 
 
-def test_accuracy_run_estimates_its_run_time(dataset, onnx_paths, tmp_path, capsys):
+@pytest.mark.parametrize('quiet', [False, True])
+def test_accuracy_run_estimates_its_run_time(dataset, onnx_paths, tmp_path, capsys, quiet):
+    """One estimate line, on a line of its own (stdout; the bar is on stderr); --quiet: none."""
     capsys.readouterr()
-    assert run_cli(['--engine', str(onnx_paths['fp32']), '--datasets', str(dataset),
-                    '--batchsize', '1', '--limit', '5', '--workers', '0',
-                    '--record', str(tmp_path / 'r.json')]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('estimate')]
+    with pytest.raises(SystemExit) as code:
+        run_main(inference.main, ['--engine', str(onnx_paths['fp32']), '--datasets', str(dataset),
+                                  '--batchsize', '1', '--limit', '5', '--workers', '0',
+                                  '--record', str(tmp_path / 'r.json')] + ['--quiet'] * quiet)
+    assert code.value.code == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if 'estimate:' in line]
+    assert 'estimate:' not in captured.err
+    if quiet:
+        assert lines == [] and captured.err == ''
+        return
     assert len(lines) == 1
     assert lines[0].startswith('estimate: about ') and \
         'more for the remaining 2 of 5 images at ' in lines[0], lines
@@ -277,3 +297,31 @@ def test_perf_sized_by_time_has_a_spread(onnx_paths, tmp_path, capsys):
     assert saved['iterations'] == {'count': None, 'seconds': 0.01, 'minimum': 3}
     out = capsys.readouterr().out
     assert 'FPS p10-p90' in out and 'about 0.01 s (at least 3 run(s))' in out
+
+
+def test_every_flag_takes_both_spellings(capsys):
+    """One rule in common.ArgumentParser, for every CLI: `--skip_check` is `--skip-check`."""
+    import build_engine
+    import export
+    args = export.parse_args(['--weight', 'w.pth', '--skip_check', '--no_simplify', '--if-stale',
+                              '--calib-images=5'])
+    assert (args.check, args.simplify, args.if_stale, args.calib_images) == (False, False, True, 5)
+    args = inference.parse_args(['--skip-bad-images', 'True', '--max-pixels', '1e6',
+                                 '--perf-only=false', '--input-name', 'canvas'])
+    assert (args.skip_bad_images, args.max_pixels, args.perf_only, args.input_name) == \
+        (True, 1e6, False, 'canvas')
+    with pytest.raises(SystemExit):
+        build_engine.parse_args(['--help'])
+    text = capsys.readouterr().out
+    assert '--skip-check ' in text and '--skip_check' not in text  # help: one spelling
+    assert '--max-side' not in text and '--max_side' in text
+
+
+def test_max_side_of_build_engine_is_not_the_pictures_limit(capsys, onnx_paths):
+    with pytest.raises(SystemExit) as code:
+        run_main(inference.main, ['--engine', str(onnx_paths['fp32']), '--images', 'x.jpg',
+                                  '--max_side', '832'])
+    assert code.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: inference.py has no --max_side (that is build_engine.py's profile limit): the "
+        "pictures' limit is --max_canvas")

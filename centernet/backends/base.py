@@ -19,6 +19,10 @@ class Backend(ABC):
     input_name = 'canvas'
     max_batch = None
     spec = None
+    # Host memory per canvas pixel from the canvas on (canvas, network, decode), for the memory
+    # estimate of a full-size picture (preprocess.PixelLimit): the canvas alone where the network
+    # runs on a GPU. Measured by tools/benchmark_memory.py ("after decode").
+    host_bytes_per_pixel = 3.0
 
     def upload(self, canvases):
         """CPU uint8 (B, H, W, 3) -> the tensor `run` takes (on the backend's device)."""

@@ -12,6 +12,7 @@ from .base import Backend
 
 class OrtBackend(Backend):
     name = 'onnxruntime'
+    host_bytes_per_pixel = 108.0  # FP32 activations in ONNX Runtime's arena (tools/benchmark_memory.py)
 
     def __init__(self, onnx_path, providers=None, threads=0, **_):
         import onnxruntime as ort

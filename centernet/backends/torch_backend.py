@@ -42,6 +42,8 @@ class TorchBackend(Backend):
         self.spec = model.spec
         self.classes = classes or COCO_CLASSES
         self.device = device
+        if device.type == 'cpu':  # FP32 activations on the host (tools/benchmark_memory.py)
+            self.host_bytes_per_pixel = 138.0
         self.precision = precision or ('fp16' if device.type == 'cuda' else 'fp32')
         if self.precision == 'int8':
             raise UserError('the torch backend has no INT8: export a Q/DQ ONNX (export.py '

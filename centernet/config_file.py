@@ -1,0 +1,371 @@
+"""Read an mmengine-format config file (what mmdet's configs are) as data, without running it.
+
+mmengine's Config.fromfile executes a `.py` config: anything in it runs, an `import os` or a
+`__import__("os").system(...)` too. The kit needs a few numbers from the model and the test
+pipeline, and mmdet's configs are data: literals, `dict(...)`, lists and tuples, names bound
+earlier in the file, `_base_` files merged into one another. ConfigReader evaluates exactly that
+from the syntax tree (`ast`), with mmengine's rules:
+
+* `_base_` (a path or a list of them, relative to the file) is read first; bases may not share
+  a key; the file's own values are merged into them: a dict merges key by key unless it sets
+  `_delete_=True`, anything else replaces; the file can read the merged bases as `_base_.name`;
+* `{{_base_.name}}` (text) takes that base value, `{{ fileDirname }}`, `{{ fileBasename }}`,
+  `{{ fileBasenameNoExtension }}`, `{{ fileExtname }}` and `{{$VAR:default}}` are replaced in the
+  text first, names starting with `__` are dropped, and `.json` configs are read with `json`.
+
+Anything else (an import, a function call other than dict/list/tuple, a comprehension, an `if`)
+is refused in one line that names the construct and its line.
+"""
+
+import ast
+import copy
+import json
+import os
+import re
+from pathlib import Path
+
+from .errors import UserError
+
+BASE_KEY, DELETE_KEY = '_base_', '_delete_'
+_CONSTRUCTORS = {'dict': dict, 'list': list, 'tuple': tuple}
+_LARGEST_SEQUENCE = 1_000_000   # a list, tuple or string built by + or *: longer is refused
+_LARGEST_INTEGER_BITS = 4096    # 10 ** 1233: enough for any config, no 10 ** 10 ** 10 hang
+_BASE_PLACEHOLDER = '\x00_base_.'   # {{_base_.x}} in the text becomes this string, then the value
+_WORDS = {  # ast node -> what the message calls it
+    'Import': 'an import statement', 'ImportFrom': 'an import statement',
+    'FunctionDef': 'a function definition', 'AsyncFunctionDef': 'a function definition',
+    'ClassDef': 'a class definition', 'If': 'an if statement', 'For': 'a for loop',
+    'While': 'a while loop', 'With': 'a with block (mmengine\'s lazy-import format)',
+    'Try': 'a try block', 'Delete': 'a del statement', 'AugAssign': 'an augmented assignment',
+    'AnnAssign': 'an annotated assignment', 'Global': 'a global statement',
+    'Lambda': 'a lambda', 'ListComp': 'a list comprehension', 'DictComp': 'a dict comprehension',
+    'SetComp': 'a set comprehension', 'GeneratorExp': 'a generator expression',
+    'IfExp': 'a conditional expression', 'Compare': 'a comparison', 'BoolOp': 'and/or',
+    'NamedExpr': 'an assignment expression', 'Await': 'await', 'Yield': 'yield',
+    'Set': 'a set', 'Starred': 'unpacking with *',
+}
+
+
+def _refusal(path, node, what):
+    return UserError(f'{path}:{getattr(node, "lineno", "?")}: {what} is not read: the kit reads '
+                     'a config as data, without running it (literals, dict(...), lists, tuples, '
+                     'names set earlier in the file, _base_ files); write the value out')
+
+
+class _Evaluator:
+    """Values of the expressions of one file, from its names and its merged bases."""
+
+    def __init__(self, path, names):
+        self.path, self.names = path, names
+
+    def refuse(self, node, what=None):
+        return _refusal(self.path, node, what or _WORDS.get(type(node).__name__,
+                                                            f'a {type(node).__name__} expression'))
+
+    def __call__(self, node):
+        method = getattr(self, '_' + type(node).__name__, None)
+        if method is None:
+            raise self.refuse(node)
+        return method(node)
+
+    def _Constant(self, node):
+        return node.value
+
+    def _Name(self, node):
+        if node.id not in self.names:
+            raise _refusal(self.path, node, f'the name {node.id!r}, not set earlier in the file,')
+        return self.names[node.id]
+
+    def _List(self, node):
+        return list(self._items(node.elts))
+
+    def _Tuple(self, node):
+        return tuple(self._items(node.elts))
+
+    def _items(self, elements):
+        for element in elements:
+            if isinstance(element, ast.Starred):
+                value = self(element.value)
+                if not isinstance(value, (list, tuple)):
+                    raise self.refuse(element, 'unpacking with * of something not a list')
+                yield from value
+            else:
+                yield self(element)
+
+    def _Dict(self, node):
+        out = {}
+        for key, value in zip(node.keys, node.values):
+            if key is None:  # {**other}
+                out.update(self._mapping(value))
+            else:
+                out[self._key(key)] = self(value)
+        return out
+
+    def _key(self, node):
+        key = self(node)
+        if not isinstance(key, (str, int, float, bool, tuple, type(None))):
+            raise self.refuse(node, 'a dict key that is not a string or a number')
+        return key
+
+    def _mapping(self, node):
+        value = self(node)
+        if not isinstance(value, dict):
+            raise self.refuse(node, 'unpacking with ** of something not a dict')
+        return value
+
+    def _Call(self, node):
+        name = node.func.id if isinstance(node.func, ast.Name) else None
+        if name not in _CONSTRUCTORS or name in self.names:
+            raise self.refuse(node, f'a call of {_shortened(node.func)}()')
+        if name == 'dict':
+            if len(node.args) > 1:
+                raise self.refuse(node, 'dict() with more than one positional argument')
+            out = dict(self._mapping(node.args[0])) if node.args else {}
+            for keyword in node.keywords:
+                if keyword.arg is None:
+                    out.update(self._mapping(keyword.value))
+                else:
+                    out[keyword.arg] = self(keyword.value)
+            return out
+        if node.keywords or len(node.args) > 1:
+            raise self.refuse(node, f'{name}() with keywords or several arguments')
+        value = self(node.args[0]) if node.args else ()
+        if not isinstance(value, (list, tuple, str, dict)):
+            raise self.refuse(node, f'{name}() of something not a list, tuple, string or dict')
+        return _CONSTRUCTORS[name](value)
+
+    def _Attribute(self, node):
+        value = self(node.value)
+        if not isinstance(value, dict):  # mmengine's ConfigDict: attributes are its keys
+            raise self.refuse(node, f'the attribute .{node.attr} of something not a dict')
+        if node.attr not in value:
+            raise _refusal(self.path, node, f'.{node.attr}, a key its dict does not have,')
+        return value[node.attr]
+
+    def _Subscript(self, node):
+        value, index = self(node.value), self(node.slice)
+        if not isinstance(value, (dict, list, tuple, str)):
+            raise self.refuse(node, 'indexing something not a dict, list, tuple or string')
+        try:
+            return value[index]
+        except (KeyError, IndexError, TypeError):
+            raise _refusal(self.path, node, f'the index {index!r}, which its value does not '
+                                            'have,') from None
+
+    def _Slice(self, node):
+        return slice(*(None if part is None else self(part)
+                       for part in (node.lower, node.upper, node.step)))
+
+    def _UnaryOp(self, node):
+        value = self(node.operand)
+        if isinstance(node.op, (ast.USub, ast.UAdd)) and _is_number(value):
+            return -value if isinstance(node.op, ast.USub) else +value
+        if isinstance(node.op, ast.Not):
+            return not value
+        raise self.refuse(node, f'the operator {type(node.op).__name__} on {type(value).__name__}')
+
+    def _BinOp(self, node):
+        left, right, op = self(node.left), self(node.right), node.op
+        numbers = _is_number(left) and _is_number(right)
+        if isinstance(op, ast.Pow) and numbers:
+            if (isinstance(left, int) and isinstance(right, int) and right > 0
+                    and max(left.bit_length(), 1) * right > _LARGEST_INTEGER_BITS):
+                raise self.refuse(node, 'a power this large')
+            return left ** right
+        if isinstance(op, (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod)) and numbers:
+            return _ARITHMETIC[type(op)](left, right)
+        if isinstance(op, ast.Add) and (numbers or type(left) is type(right)
+                                        and isinstance(left, (str, list, tuple))):
+            if not numbers and len(left) + len(right) > _LARGEST_SEQUENCE:
+                raise self.refuse(node, 'a sequence this long')
+            return left + right
+        if isinstance(op, ast.Mult):
+            if numbers:
+                return left * right
+            sequence, count = (left, right) if isinstance(right, int) else (right, left)
+            if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) \
+                    and not isinstance(count, bool):
+                if len(sequence) * max(count, 0) > _LARGEST_SEQUENCE:
+                    raise self.refuse(node, 'a sequence this long')
+                return sequence * count
+        raise self.refuse(node, f'the operator {type(op).__name__} on {type(left).__name__} and '
+                                f'{type(right).__name__}')
+
+    def _JoinedStr(self, node):  # f'{data_root}annotations/': plain fields only
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.Constant):
+                parts.append(value.value)
+                continue
+            field = self(value.value)
+            if value.conversion != -1 or value.format_spec is not None \
+                    or not isinstance(field, (str, int, float)):
+                raise self.refuse(value, 'an f-string field with a format or conversion')
+            parts.append(str(field))
+        return ''.join(parts)
+
+
+_ARITHMETIC = {ast.Sub: lambda a, b: a - b, ast.Div: lambda a, b: a / b,
+               ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b}
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class ConfigReader:
+    """path -> the config's variables as plain dicts, lists and tuples (what mmengine's
+    `Config.fromfile(path).to_dict()` gives for a config that is data)."""
+
+    def read(self, path):
+        return self._read(Path(path).absolute(), ())
+
+    def _read(self, path, chain):
+        if path in chain:
+            raise UserError(f'{path}: it is its own _base_ (through {chain[-1].name})')
+        if not path.is_file():
+            where = f' (a _base_ of {chain[-1]})' if chain else ''
+            raise UserError(f'config file {path} not found{where}')
+        if path.suffix not in ('.py', '.json'):
+            raise UserError(f'{path}: a config must be a .py or .json file')
+        try:
+            text = path.read_text(encoding='utf-8')
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f'cannot read config {path}: {exc}') from None
+        text = self._substitute_text(path, text)
+        if path.suffix == '.json':
+            try:
+                names = json.loads(text)
+            except ValueError as exc:
+                raise UserError(f'{path}: not valid JSON ({exc})') from None
+            if not isinstance(names, dict):
+                raise UserError(f'{path}: a JSON config must be an object')
+            return self._merge_with_bases(path, names, names.pop(BASE_KEY, []), chain, None)
+        try:
+            tree = ast.parse(text, filename=str(path))
+        except SyntaxError as exc:
+            raise UserError(f'{path}:{exc.lineno}: not valid Python ({exc.msg})') from None
+        except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, absurd nesting
+            raise UserError(f'{path}: not valid Python ({exc or type(exc).__name__})') from None
+        statements = [s for s in tree.body if not _is_docstring(s)]
+        base_files = []
+        for statement in statements:
+            if _assigns(statement, BASE_KEY):
+                base_files = _Evaluator(path, {})(statement.value)
+                break
+        return self._merge_with_bases(path, None, base_files, chain, statements)
+
+    def _merge_with_bases(self, path, names, base_files, chain, statements):
+        base_files = base_files if isinstance(base_files, list) else [base_files]
+        bases = {}
+        for base_file in base_files:
+            if not isinstance(base_file, str):
+                raise UserError(f'{path}: _base_ must name config files, got {base_file!r}')
+            if '::' in base_file:
+                raise UserError(f'{path}: the _base_ {base_file!r} is in an installed package '
+                                '(mmdet::...), which the kit does not read: copy that file '
+                                'beside this one and name it by its path')
+            base = self._read(path.parent / base_file, chain + (path,))
+            shared = sorted(bases.keys() & base.keys())
+            if shared:
+                raise UserError(f'{path}: its _base_ files both set {", ".join(shared)} '
+                                '(mmengine refuses that too)')
+            bases.update(base)
+        if names is None:
+            names = self._evaluate(path, statements, bases)
+        names = _substitute_base_values(path, names, bases)
+        names.pop(BASE_KEY, None)
+        names.pop('_deprecation_', None)
+        merged = _merge(path, names, bases)
+        return {key: value for key, value in merged.items() if not key.startswith('__')}
+
+    @staticmethod
+    def _evaluate(path, statements, bases):
+        names = {}
+        evaluate = _Evaluator(path, names)
+        for statement in statements:
+            if _assigns(statement, BASE_KEY):
+                continue
+            if isinstance(statement, ast.Pass):
+                continue
+            if isinstance(statement, ast.Expr):
+                raise evaluate.refuse(statement, f'the statement {_shortened(statement)}')
+            if not isinstance(statement, ast.Assign):
+                raise evaluate.refuse(statement, _WORDS.get(
+                    type(statement).__name__, f'a {type(statement).__name__} statement'))
+            for target in statement.targets:
+                if not isinstance(target, ast.Name):
+                    raise evaluate.refuse(statement, f'the assignment to {_shortened(target)}')
+            names[BASE_KEY] = bases  # readable as _base_.x, never kept as a value
+            value = evaluate(statement.value)
+            del names[BASE_KEY]
+            for target in statement.targets:
+                names[target.id] = value
+        return names
+
+    @staticmethod
+    def _substitute_text(path, text):
+        """mmengine's text substitutions, made before the file is parsed."""
+        predefined = dict(fileDirname=str(path.parent), fileBasename=path.name,
+                          fileBasenameNoExtension=path.stem, fileExtname=path.suffix)
+        for key, value in predefined.items():
+            text = re.sub(r'\{\{\s*' + key + r'\s*\}\}', value.replace('\\', '/'), text)
+
+        def environment(found):
+            value = os.environ.get(found[1], found[2])
+            if not value:
+                raise UserError(f'{path}: the environment variable {found[1]} is not set and '
+                                'the config gives no default')
+            return value
+        text = re.sub(r'\{\{[\'"]?\s*\$(\w+)\s*:\s*(\S*?)\s*[\'"]?\}\}', environment, text)
+        return re.sub(r'\{\{\s*' + BASE_KEY + r'\.([\w.]+)\s*\}\}',
+                      lambda found: json.dumps(_BASE_PLACEHOLDER + found[1]), text)
+
+
+def _shortened(node, width=40):
+    text = ast.unparse(node).splitlines()[0]
+    return text if len(text) <= width else text[:width - 3] + '...'
+
+
+def _is_docstring(statement):
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+
+
+def _assigns(statement, name):
+    return isinstance(statement, ast.Assign) and any(
+        isinstance(target, ast.Name) and target.id == name for target in statement.targets)
+
+
+def _substitute_base_values(path, value, bases):
+    """Each placeholder string left by {{_base_.a.b}} -> a copy of that base value."""
+    if isinstance(value, str) and value.startswith(_BASE_PLACEHOLDER):
+        found = bases
+        for key in value[len(_BASE_PLACEHOLDER):].split('.'):
+            if not isinstance(found, dict) or key not in found:
+                raise UserError(f'{path}: {{{{_base_.{value[len(_BASE_PLACEHOLDER):]}}}}} '
+                                'names nothing its _base_ files set')
+            found = found[key]
+        return copy.deepcopy(found)
+    if isinstance(value, dict):
+        return {k: _substitute_base_values(path, v, bases) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_substitute_base_values(path, v, bases) for v in value)
+    return value
+
+
+def _merge(path, values, bases):
+    """mmengine's Config._merge_a_into_b: `values` over a copy of `bases`."""
+    out = dict(bases)
+    for key, value in values.items():
+        if isinstance(value, dict) and key in out and not value.pop(DELETE_KEY, False):
+            if not isinstance(out[key], dict):
+                raise UserError(f'{path}: {key} is a dict here but not in its _base_: set '
+                                f'{DELETE_KEY}=True in it to replace the base value')
+            out[key] = _merge(path, value, out[key])
+        else:
+            out[key] = value
+    return out
+
+
+def read_config(path):
+    return ConfigReader().read(path)
