@@ -7,7 +7,6 @@ traceback; every output file is written atomically (centernet.fileio), so a stop
 written.
 """
 
-import _thread
 import argparse
 import contextlib
 import os
@@ -39,10 +38,11 @@ class _StopOnSigterm:
     A library can catch the first raise and carry on: numpy's lazy import of numpy.random,
     interrupted inside a compiled module's initialisation, lost it, and the run went on timing
     for minutes (about one stop in five, tests/test_bad_inputs.py). So after the first SIGTERM
-    a reminder thread asks the main thread again every REMIND_SECONDS (_thread.interrupt_main
-    runs this handler there, no OS signal), and the handler raises again unless the stop is
-    already unwinding: code in a `finally` or an `__exit__` sees it in sys.exc_info(), and is
-    left to finish its clean-up, as it is for a second SIGTERM.
+    a reminder thread sends SIGTERM again to the main thread alone every REMIND_SECONDS (a real
+    signal, so that a blocking call there returns to Python; library threads never see it),
+    and the handler raises again unless the stop is already unwinding: code in a `finally` or
+    an `__exit__` sees it in sys.exc_info(), and is left to finish its clean-up, as it is for a
+    second SIGTERM.
     """
 
     REMIND_SECONDS = 0.5
@@ -52,6 +52,7 @@ class _StopOnSigterm:
         self.done = threading.Event()
 
     def __enter__(self):
+        self.main_thread = threading.main_thread().ident
         self.previous = signal.signal(signal.SIGTERM, self.handle)
         return self
 
@@ -73,7 +74,7 @@ class _StopOnSigterm:
 
     def _remind(self):
         while not self.done.wait(self.REMIND_SECONDS):
-            _thread.interrupt_main(signal.SIGTERM)
+            signal.pthread_kill(self.main_thread, signal.SIGTERM)
 
 
 def _interrupt_in_chain(exc):
