@@ -11,7 +11,7 @@ def test_gpu_check_plumbing_on_cpu(tmp_path):
     out = tmp_path / 'gpu_check.json'
     done = subprocess.run([sys.executable, str(ROOT / 'tools' / 'gpu_check.py'), '--cpu-smoke',
                            '--images', '3', '--batchsize', '2', '--iterations', '1',
-                           '--json', str(out)], capture_output=True, text=True, timeout=600)
+                           '--side', '128', '--json', str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     rate, matched, required = report['parity']['torch-cpu-fp32']['strict']

@@ -36,7 +36,8 @@ from centernet.config import load_spec  # noqa: E402
 from centernet.dataset import FolderImageSet  # noqa: E402
 from centernet.fileio import write_json  # noqa: E402
 from centernet.model import build_model  # noqa: E402
-from centernet.perf import gpu_clocks, model_gflops, time_engine, time_engine_io  # noqa: E402
+from centernet.perf import (REFERENCE_SIDE, gpu_clocks, model_gflops, time_engine,  # noqa: E402
+                           time_engine_io)
 from centernet.pipeline import Detector, detect_records  # noqa: E402
 from centernet.report import environment, format_table  # noqa: E402
 from centernet.synthetic import COCO_LIKE_SIZES, scene, seeded_state_dict  # noqa: E402
@@ -52,7 +53,9 @@ FP16 = (1.0, 5e-3)        # FP16 network: ~1e-3 relative noise
 REQUIRED_MATCH = {'fp32': ('strict', 0.99), 'fp16': ('fp16_tolerance', 0.95)}
 
 
-def make_inputs(folder, weight, images):
+def make_inputs(folder, weight, images, side=REFERENCE_SIDE):
+    """The checkpoint, its FP32 ONNX (the FP16 one is made when a TensorRT row needs it) and
+    `images` pictures of COCO-like sizes, scaled by side / 672 (the sizes as they are at 672)."""
     import cv2
     import numpy as np
     spec = load_spec(CONFIG)
@@ -64,14 +67,15 @@ def make_inputs(folder, weight, images):
     from centernet.checkpoint import load_model
     model, classes = load_model(spec, weight)
     fp32 = ox.export_fp32(model, folder / 'centernet.onnx', classes=classes or COCO_CLASSES)
-    fp16 = ox.convert_fp16(fp32, folder / 'centernet_fp16.onnx')
     pictures = folder / 'pictures'
     pictures.mkdir()
     rng = np.random.default_rng(5)
+    scale = side / REFERENCE_SIDE
     for i in range(images):
         width, height = COCO_LIKE_SIZES[i % len(COCO_LIKE_SIZES)]
-        cv2.imwrite(str(pictures / f'{i:04d}.jpg'), scene(rng, width, height)[0])
-    return weight, fp32, fp16, FolderImageSet(pictures).records
+        cv2.imwrite(str(pictures / f'{i:04d}.jpg'),
+                    scene(rng, max(1, round(width * scale)), max(1, round(height * scale)))[0])
+    return weight, fp32, FolderImageSet(pictures).records
 
 
 @contextlib.contextmanager
@@ -88,7 +92,7 @@ def fp32_math():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def backend_factories(weight, fp32_onnx, fp16_onnx, folder, cpu_smoke=False):
+def backend_factories(weight, fp32_onnx, folder, cpu_smoke=False):
     """(name, precision, opener) per backend to check, TensorRT last: it makes its own stream
     current."""
     from centernet.backends.torch_backend import TorchBackend
@@ -108,12 +112,14 @@ def backend_factories(weight, fp32_onnx, fp16_onnx, folder, cpu_smoke=False):
     from centernet.engine.api import runtime_for_this_gpu
     runtime, why = runtime_for_this_gpu()
 
-    def tensorrt(precision, onnx):
+    def tensorrt(precision):
         def open_engine():
             from centernet.backends import open_backend
             from centernet.engine.build import build_engine
             from centernet.engine.profile import Profile
             engine = folder / f'centernet_{precision}.engine'
+            onnx = fp32_onnx if precision == 'fp32' else ox.convert_fp16(
+                fp32_onnx, ox.fp16_sibling(fp32_onnx))
             start = time.perf_counter()
             # The build self-checks the engine against ONNX Runtime CPU on the FP32 ONNX.
             build_engine(onnx, engine, precision, Profile(), reference_onnx=fp32_onnx,
@@ -128,8 +134,8 @@ def backend_factories(weight, fp32_onnx, fp16_onnx, folder, cpu_smoke=False):
                  ('torch-cuda-fp16-compile', 'fp16', torch_fp16_compiled)]
     if runtime:
         print(f'TensorRT rows: {why}')
-        factories += [(f'{runtime}-fp32', 'fp32', tensorrt('fp32', fp32_onnx)),
-                      (f'{runtime}-fp16', 'fp16', tensorrt('fp16', fp16_onnx))]
+        factories += [(f'{runtime}-fp32', 'fp32', tensorrt('fp32')),
+                      (f'{runtime}-fp16', 'fp16', tensorrt('fp16'))]
     else:
         print(f'TensorRT rows skipped: {why}')
     return factories
@@ -143,8 +149,9 @@ def check_backend(name, backend, reference, records, args):
     loose = match_rate(reference.arrays, result.arrays, *FP16)
     parity = dict(strict=strict, fp16_tolerance=loose, tolerances=dict(strict=STRICT, fp16=FP16))
     warmup = min(10, args.iterations)
-    engine = time_engine(backend, args.batchsize, warmup=warmup, iterations=args.iterations)
-    engine_io = time_engine_io(detector, args.batchsize, warmup=warmup,
+    engine = time_engine(backend, args.batchsize, side=args.side, warmup=warmup,
+                         iterations=args.iterations)
+    engine_io = time_engine_io(detector, args.batchsize, side=args.side, warmup=warmup,
                                iterations=args.iterations)
     pipeline = detect_records(detector, records, args.batchsize, progress=False)
     performance = dict(engine=engine, engine_io=engine_io,
@@ -160,6 +167,9 @@ def main():
     parser.add_argument('--images', type=int, default=96)
     parser.add_argument('--batchsize', type=int, default=32)
     parser.add_argument('--iterations', type=int, default=100)
+    parser.add_argument('--side', type=int, default=REFERENCE_SIDE,
+                        help='canvas side of the engine tiers (the pictures are COCO-like sizes '
+                             'scaled by side / 672)')
     parser.add_argument('--json', default='results/gpu_check.json')
     parser.add_argument('--cpu-smoke', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,12 +179,12 @@ def main():
     report = dict(environment=environment(), gpu_clocks=gpu_clocks(), parity={}, performance={})
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        weight, fp32, fp16, records = make_inputs(folder, args.weight, args.images)
+        weight, fp32, records = make_inputs(folder, args.weight, args.images, args.side)
         from centernet.backends.onnxruntime_backend import OrtBackend
         reference = detect_records(Detector(OrtBackend(fp32)), records, 8, progress=False)
         rows = []
         report['failures'] = {}
-        for name, precision, open_backend in backend_factories(weight, fp32, fp16, folder,
+        for name, precision, open_backend in backend_factories(weight, fp32, folder,
                                                                args.cpu_smoke):
             math = fp32_math() if precision == 'fp32' else contextlib.nullcontext()
             try:  # one broken backend must not hide the others' numbers
@@ -198,7 +208,7 @@ def main():
         print(format_table(['backend', f'match <= {STRICT}', f'match <= {FP16}', 'detections',
                             'ok'],
                            rows, title='detections vs ONNX Runtime CPU FP32 (label, box px, score)'))
-        gflops = model_gflops(load_spec(CONFIG))
+        gflops = model_gflops(load_spec(CONFIG), args.side)
         perf_rows = []
         for name, entry in report['performance'].items():
             fps = entry['engine']['fps']
@@ -207,8 +217,8 @@ def main():
                               entry['pipeline']['fps']])
         print(format_table(['backend', 'engine FPS', 'TFLOP/s', 'p50 ms', 'engine+io FPS',
                             'pipeline FPS'], perf_rows,
-                           title=f'batch {args.batchsize}, 672x672 (reference: 799.7 FPS engine '
-                                 'only, its own GPU)'))
+                           title=f'batch {args.batchsize}, {args.side}x{args.side} (reference: '
+                                 '799.7 FPS engine only at 672x672, its own GPU)'))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, report, indent=1)
     print(f'report: {args.json}')
