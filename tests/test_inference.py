@@ -101,11 +101,12 @@ def test_batched_detections_equal_batch_1(onnx_batch1, dataset, onnx_paths, tmp_
         assert_same_detections(batched[image_id], single[image_id], what=f'image {image_id}')
 
 
-# --compile: TorchInductor on the CPU (the GPU's kernels differ; gpu_check compares those). At
-# batch 1 the first 8 images (4 canvas shapes) make two compilations (~20 s each on 2 cores): the
-# static graph of the first shape, then the shape-generic one that serves the others. The 9th
-# image's 32x32 canvas would cost a third: inductor guards its convs on a minimum size.
-@pytest.mark.parametrize('extra', [[], ['--compile', 'default', '--batchsize', '1', '--limit', '8']])
+# --compile: TorchInductor on the CPU (the GPU's kernels differ; gpu_check compares those), on
+# the first two images, which share one canvas shape: one compilation. Slow on purpose: compiling
+# the network's C++ kernels takes ~30 s on 2 cores with an empty inductor cache, ~5 s from it.
+# (A second canvas shape would add torch's shape-generic recompilation, another ~30 s cold:
+# torch's own mechanism, which the kit only switches on.)
+@pytest.mark.parametrize('extra', [[], ['--compile', 'default', '--batchsize', '1', '--limit', '2']])
 def test_torch_backend_equals_onnxruntime(onnx_batch1, dataset, checkpoint_path, tmp_path, extra):
     out, record = tmp_path / 't.json', tmp_path / 'r.json'
     assert run_cli(['--backend', 'torch', '--weight', str(checkpoint_path), '--cfg', str(CONFIG),
@@ -115,7 +116,7 @@ def test_torch_backend_equals_onnxruntime(onnx_batch1, dataset, checkpoint_path,
     compiled = json.loads(record.read_text())['backend']['compile_mode']
     assert compiled == (extra[1] if extra else None)
     single, torch_results = by_image(onnx_batch1[0]), by_image(json.loads(out.read_text()))
-    assert len(torch_results) == (8 if extra else len(single))
+    assert len(torch_results) == (2 if extra else len(single))
     for image_id in torch_results:
         assert_same_detections(torch_results[image_id], single[image_id], what=f'{image_id}')
 
