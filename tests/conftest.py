@@ -15,6 +15,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from centernet import onnx_export as ox  # noqa: E402
 from centernet.config import load_spec  # noqa: E402
 from centernet.model import build_model  # noqa: E402
 from centernet.synthetic import seeded_state_dict  # noqa: E402
@@ -51,18 +52,44 @@ def checkpoint_path(tmp_path_factory, seeded_weights):
     return path
 
 
+def export_cli(*argv):
+    """export.py in this process (run_main: exit code, one error line); asserts it exits 0."""
+    import export
+    from common import run_main
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(export.main, [str(a) for a in argv])
+    assert exit_info.value.code == 0
+
+
 @pytest.fixture(scope='session')
 def onnx_paths(tmp_path_factory, checkpoint_path):
     """FP32 and FP16 ONNX of the seeded model, made by export.py itself (parity check on)."""
-    import export
-    folder = tmp_path_factory.mktemp('onnx')
-    fp32 = folder / 'centernet.onnx'
-    with pytest.raises(SystemExit) as exit_info:
-        from common import run_main
-        run_main(export.main, ['--weight', str(checkpoint_path), '--cfg', str(CONFIG),
-                               '--output', str(fp32), '--precision', 'both'])
-    assert exit_info.value.code == 0
-    return {'fp32': fp32, 'fp16': folder / 'centernet_fp16.onnx'}
+    fp32 = tmp_path_factory.mktemp('onnx') / 'centernet.onnx'
+    export_cli('--weight', checkpoint_path, '--cfg', CONFIG, '--output', fp32, '--precision',
+               'both')
+    return {'fp32': fp32, 'fp16': ox.fp16_sibling(fp32)}
+
+
+STATIC_SHAPE = (2, 96, 128)  # export.py --static: small, and H != W
+
+
+@pytest.fixture(scope='session')
+def static_paths(tmp_path_factory, checkpoint_path):
+    """FP32 and FP16 ONNX of the seeded model with a fixed input shape (export.py --static
+    2x96x128, gated), shared read-only by the export, TensorRT and bad-input tests."""
+    fp32 = tmp_path_factory.mktemp('onnx_static') / 'centernet_static.onnx'
+    export_cli('--weight', checkpoint_path, '--output', fp32, '--precision', 'both', '--static',
+               'x'.join(map(str, STATIC_SHAPE)))
+    return {'fp32': fp32, 'fp16': ox.fp16_sibling(fp32)}
+
+
+@pytest.fixture(scope='session')
+def end2end_paths(tmp_path_factory, checkpoint_path):
+    """FP32 and FP16 --end2end ONNX of the seeded model (decode inside the graph; export.py's own
+    gate compares its detection sets with PyTorch's), shared read-only."""
+    fp32 = tmp_path_factory.mktemp('onnx_e2e') / 'centernet_e2e.onnx'
+    export_cli('--weight', checkpoint_path, '--output', fp32, '--precision', 'both', '--end2end')
+    return {'fp32': fp32, 'fp16': ox.fp16_sibling(fp32)}
 
 
 # What Python, pytest and virtual environments keep in a checkout: not the suite's writing.

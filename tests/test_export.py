@@ -76,18 +76,15 @@ def test_export_report_written(onnx_paths, checkpoint_path):
         assert [row['shape'] for row in entry['gate']['rows']] == ['1x512x672', '3x384x544']
 
 
-def test_static_export(tmp_path, checkpoint_path, model):
-    import export
-    from common import run_main
-    out = tmp_path / 'static.onnx'
-    with pytest.raises(SystemExit) as code:
-        run_main(export.main, ['--weight', str(checkpoint_path), '--output', str(out),
-                               '--static', '2x256x320', '--no-simplify'])
-    assert code.value.code == 0
-    dims = [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [2, 256, 320, 3]
-    canvases = ox.random_canvases(2, 256, 320)
-    diffs = ox.compare_outputs(ox.run_torch(model, canvases), ox.run_onnxruntime(out, canvases))
+def test_static_export(static_paths, model):
+    """export.py --static BxHxW: the fixed shape in the graph, PyTorch's function at it."""
+    from conftest import STATIC_SHAPE
+    for path in static_paths.values():
+        dims = [d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim]
+        assert dims == [*STATIC_SHAPE, 3]
+    canvases = ox.random_canvases(*STATIC_SHAPE)
+    diffs = ox.compare_outputs(ox.run_torch(model, canvases),
+                               ox.run_onnxruntime(static_paths['fp32'], canvases))
     assert all(d <= FP32_HEAD_TOLERANCE * max(1.0, s) for d, s in diffs.values())
 
 
@@ -188,18 +185,6 @@ def test_uint8_input_feeds_a_cast_directly(onnx_paths):
         graph = onnx.load(str(path)).graph
         consumers = [n.op_type for n in graph.node if 'canvas' in n.input]
         assert consumers == ['Cast'], (path.name, consumers)
-
-
-@pytest.fixture(scope='module')
-def end2end_paths(tmp_path_factory, checkpoint_path):
-    import export
-    from common import run_main
-    out = tmp_path_factory.mktemp('e2e') / 'centernet_e2e.onnx'
-    with pytest.raises(SystemExit) as code:
-        run_main(export.main, ['--weight', str(checkpoint_path), '--output', str(out),
-                               '--precision', 'both', '--end2end'])
-    assert code.value.code == 0  # its own parity check (detection sets vs PyTorch) passed
-    return {'fp32': out, 'fp16': ox.fp16_sibling(out)}
 
 
 def test_end2end_graph_gives_mmdets_detections(end2end_paths, spec):

@@ -381,12 +381,9 @@ def test_an_invalid_profile_keeps_tensorrts_reason(trt, gpu, onnx_files, tmp_pat
 
 
 @pytest.fixture(scope='module')
-def static_onnx(tmp_path_factory, model):
-    """An FP32 ONNX exported with a fixed shape (export.py --static 2x96x128)."""
-    folder = tmp_path_factory.mktemp('trt_static')
-    return Path(ox.export_fp32(model, folder / 'static.onnx', static_shape=(2, 96, 128),
-                               simplify=False, classes=[f'c{i}' for i in range(80)],
-                               log=quiet))
+def static_onnx(static_paths):
+    """An FP32 ONNX exported with a fixed shape (export.py --static 2x96x128: conftest)."""
+    return static_paths['fp32']
 
 
 def test_static_onnx_gets_a_profile_at_exactly_its_shape(trt, gpu, static_onnx, tmp_path):

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(rtx is None, reason=REASON)
 
 ONNX_DTYPE_NAMES = {TensorProto.FLOAT: 'FLOAT', TensorProto.FLOAT16: 'HALF',
                     TensorProto.UINT8: 'UINT8', TensorProto.INT64: 'INT64'}
-STATIC = (2, 96, 128)
+from conftest import STATIC_SHAPE as STATIC  # noqa: E402
 DEFAULT_CANVAS = {'min': [1, 32, 32, 3], 'opt': [32, 672, 672, 3], 'max': [32, 672, 672, 3]}
 MIB = 2 ** 20
 
@@ -64,21 +64,13 @@ def the_error_line(err):
 # --- the graphs, exported once per module ---------------------------------------------------
 
 @pytest.fixture(scope='module')
-def graphs(onnx_paths, model, tmp_path_factory):
-    """Every graph export.py writes that TensorRT takes, by export.py's own functions: the
-    session's FP32 / FP16 export (conftest) and here the static and end-to-end ones."""
-    folder = tmp_path_factory.mktemp('real_builder_onnx')
-    classes = [f'class{i}' for i in range(80)]
-    static = ox.export_fp32(model, folder / 'static.onnx', static_shape=STATIC, classes=classes,
-                            log=quiet)
-    end2end = ox.export_fp32(model, folder / 'e2e.onnx', end2end=True, classes=classes,
-                             log=quiet)
+def graphs(onnx_paths, static_paths, end2end_paths):
+    """Every graph export.py writes that TensorRT takes: the session's exports (conftest)."""
     return {'fp32': (onnx_paths['fp32'], 'fp32'), 'fp16': (onnx_paths['fp16'], 'fp16'),
-            'static-fp32': (Path(static), 'fp32'),
-            'static-fp16': (ox.convert_fp16(static, ox.fp16_sibling(static), log=quiet), 'fp16'),
-            'end2end-fp32': (Path(end2end), 'fp32'),
-            'end2end-fp16': (ox.convert_fp16(end2end, ox.fp16_sibling(end2end), log=quiet),
-                             'fp16')}
+            'static-fp32': (static_paths['fp32'], 'fp32'),
+            'static-fp16': (static_paths['fp16'], 'fp16'),
+            'end2end-fp32': (end2end_paths['fp32'], 'fp32'),
+            'end2end-fp16': (end2end_paths['fp16'], 'fp16')}
 
 
 @pytest.fixture(scope='module')
