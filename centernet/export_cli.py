@@ -23,7 +23,7 @@ from . import onnx_export as ox
 from . import precision_gate as gate
 from .checkpoint import load_model, sha256_of
 from .config import load_spec
-from .errors import UserError, option_name
+from .errors import UserError, option_name, running_script
 from .fileio import move_into_place, write_json
 from .report import environment
 
@@ -277,15 +277,19 @@ _REFUSAL_ADVICE = {
              '--calib_method, or use --precision fp16/fp32, or pass --skip-check to write it '
              'unchecked',
              'calibrate on more or other images (CALIB_DIR=, CALIB_IMAGES=) or with another '
-             'CALIB_METHOD= (minmax, entropy, percentile), run FP16 with '
-             'scripts/infer_centernet_fp16_*.sh, or set INT8_UNCHECKED=1 to write and use it '
-             'unchecked (kept for later runs with that setting, with a warning each time)'),
+             'CALIB_METHOD= (minmax, entropy, percentile), run FP16 with {fp16_script}, or set '
+             'INT8_UNCHECKED=1 to write and use it unchecked (kept for later runs with that '
+             'setting, with a warning each time)'),
 }
 
 
 def refusal_advice(precision):
     """What to do about a refused graph, in the terms of the command the user ran."""
-    return option_name(*_REFUSAL_ADVICE[precision])
+    script = running_script() or ''
+    counterpart = script.replace('int8', 'fp16')
+    fp16_script = (f'scripts/{counterpart}' if counterpart.startswith('infer_centernet_fp16')
+                   else 'scripts/infer_centernet_fp16_accuracy.sh (or _performance.sh)')
+    return option_name(*_REFUSAL_ADVICE[precision]).format(fp16_script=fp16_script)
 
 
 def _written_unchecked(output):

@@ -157,3 +157,74 @@ def atomic_folder(path):
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # nothing left there after the rename
+
+
+class StagedFiles:
+    """Files that appear in `folder` together, when the block ends well, or not at all.
+
+    Inside the block, `write_bytes(name, data)` and `write_json(name, obj)` write into a new
+    temporary folder inside `folder` (same file system: the moves are renames). When the block
+    succeeds each file is moved into `folder` (move_into_place: fsync, rename, folder fsync) in
+    the order it was written, so the last one written (an index of the others, such as the demo's
+    detections.json) appears last. On any exception (Ctrl-C and SIGTERM included) the temporary
+    folder is removed, and so is every file already moved in by this block (a stop between the
+    renames, a matter of milliseconds); files of an earlier run that it had replaced are not
+    brought back. A storage error becomes a UserError naming the file's final path."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.names, self.moved, self.stage = [], [], None
+
+    def __enter__(self):
+        for _ in range(100):
+            stage = self.folder / f'.staging.{secrets.token_hex(4)}.tmp'
+            try:
+                os.mkdir(stage)  # mode 0777 less the umask
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise (write_failure(self.folder, exc) or exc) from None
+        self.stage = stage
+        return self
+
+    def _written(self, name, write):
+        if name in self.names:
+            raise ValueError(f'{name} written twice')
+        try:
+            write(self.stage / name)
+        except OSError as exc:
+            raise (write_failure(self.folder / name, exc) or exc) from None
+        self.names.append(name)
+        return self.folder / name
+
+    def write_bytes(self, name, data):
+        """Write `data` as the file `name`; returns the path it will have in `folder`."""
+        return self._written(name, lambda path: path.write_bytes(data))
+
+    def write_json(self, name, obj, indent=None):
+        def write(path):
+            with open(path, 'w') as f:
+                json.dump(obj, f, indent=indent)
+                f.write('\n')
+        return self._written(name, write)
+
+    def __exit__(self, kind, exc, traceback):
+        try:
+            if kind is None:
+                for name in self.names:
+                    target = self.folder / name
+                    try:
+                        move_into_place(self.stage / name, target)
+                    except OSError as error:
+                        raise (write_failure(target, error) or error) from None
+                    self.moved.append(target)
+        except BaseException:
+            kind = True
+            raise
+        finally:
+            if kind is not None:
+                for target in self.moved:
+                    with contextlib.suppress(OSError):
+                        os.unlink(target)
+            shutil.rmtree(self.stage, ignore_errors=True)

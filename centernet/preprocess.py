@@ -13,6 +13,10 @@ import numpy as np
 from .image_header import (IMAGE_SUFFIXES, BadImageError, PixelLimit,  # noqa: F401
                            header_of_bytes, jpeg_is_complete, read_header)
 
+# OpenCV logs its decoders' complaints ("[ WARN:0@0.1] ... TIFFRGBAImageOK: Sorry, can not handle
+# images with 64-bit samples") on stderr, around the kit's own one-line refusal of the file.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 # The limit decode_image and read_image apply when the caller passes none; a program may replace
 # it (the CLIs pass their own, with --max_pixels and what they do with the picture next).
 DEFAULT_LIMIT = PixelLimit()

@@ -56,6 +56,7 @@ prepare_int8_backend() {
       esac
       flavour=cpu backend=onnxruntime BATCH="${BATCHSIZE:-$CPU_BATCHSIZE}" DEFAULT_PERF_IMAGES=64 ;;
   esac
+  RECORD_BACKEND="$backend"
   # Unchecked graphs (and their engines) have their own names: a later gated run never deletes
   # one, and a gated file is never taken for one.
   if [ "${INT8_UNCHECKED:-0}" = 1 ]; then unchecked=_unchecked; fi

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -444,3 +445,140 @@ def test_the_memory_left_under_a_containers_limit(tmp_path, membership, files, r
         (tmp_path / name).write_text(text + '\n')
     (tmp_path / 'cgroup').write_text(membership)
     assert image_header._cgroup_room(tmp_path / 'cgroup', tmp_path) == room
+
+
+# --- the picture demo: what it cannot write, and all-or-nothing output ---------------------------
+
+def _demo(capsys, onnx_paths, images, out, *extra):
+    """inference.py --images as a user runs it: (exit code, stdout, stderr)."""
+    import inference
+    from common import run_main
+    with pytest.raises(SystemExit) as code:
+        run_main(inference.main, ['--engine', str(onnx_paths['fp32']), '--images', str(images),
+                                  '--out', str(out), '--quiet', '--workers', '0', *extra])
+    captured = capsys.readouterr()
+    return code.value.code, captured.out, captured.err
+
+
+def _files_under(folder):
+    return sorted(p.relative_to(folder) for p in folder.rglob('*') if p.is_file()) \
+        if folder.exists() else []
+
+
+@pytest.fixture
+def wide_folder(tmp_path, valid_files):
+    """Two ordinary pictures around a valid 3 x 70000 PNG, which passes --max_pixels (0.2 MP)
+    but has a side longer than a JPEG (the demo's output) can hold; and, with a picture's
+    suffix, a folder and a link to nothing, which the demo must name as left out."""
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    _written(folder / 'a.jpg', valid_files['baseline.jpg'])
+    _written(folder / 'b_wide.png', encode('.png', np.full((3, 70000, 3), 200, np.uint8)))
+    _written(folder / 'c.png', valid_files['rgb.png'])
+    (folder / 'dir.jpg').mkdir()
+    (folder / 'gone.jpg').symlink_to(tmp_path / 'nothing.jpg')
+    return folder
+
+
+def test_demo_refuses_a_picture_jpeg_cannot_hold_before_detection(capsys, tmp_path, onnx_paths,
+                                                                  wide_folder):
+    """It used to pass the header check, be detected, and crash in cv2.imencode (AttributeError
+    on its failed result) with the pictures before it left in --out, even with --skip_bad_images."""
+    wide = wide_folder / 'b_wide.png'
+    out = tmp_path / 'out'
+    code, stdout, err = _demo(capsys, onnx_paths, wide_folder, out)
+    assert code == 2 and err.strip() == (
+        f'error: {wide}: 70000x3 pixels: a side over 65500 pixels, more than a JPEG can hold, and '
+        'the demo writes its pictures as JPEG: shrink the picture (use --skip_bad_images to count '
+        'it as an image without detections and go on)')
+    assert _files_under(out) == []
+    code, stdout, err = _demo(capsys, onnx_paths, wide_folder, out, '--skip_bad_images')
+    assert code == 0, err
+    assert 'ignored 2 entries named as a picture that are not a file: dir.jpg (a folder), ' \
+           'gone.jpg (a link to nothing)' in stdout
+    assert f'  {wide}: 70000x3 pixels: a side over 65500 pixels' in stdout
+    listing = json.loads((out / 'detections.json').read_text())
+    assert [(Path(e['file']).name, e['annotated'] and Path(e['annotated']).name) for e in listing] \
+        == [('a.jpg', 'a.jpg'), ('b_wide.png', None), ('c.png', 'c.jpg')]
+    assert _files_under(out) == [Path('a.jpg'), Path('c.jpg'), Path('detections.json')]
+
+
+def test_demo_writes_all_its_pictures_or_none(capsys, tmp_path, onnx_paths, wide_folder,
+                                              monkeypatch):
+    """A picture OpenCV cannot encode (its `ok` is now checked), and one that cannot be read a
+    second time for drawing, are skipped with --skip_bad_images; without it the run stops and
+    --out keeps nothing of this run, though a picture was encoded before."""
+    from centernet import demo
+    (wide_folder / 'b_wide.png').unlink()
+    real_imencode, real_read, calls = cv2.imencode, demo.read_image, []
+
+    def imencode(suffix, image, params):  # the second picture fails
+        calls.append(suffix)
+        return (False, None) if len(calls) > 1 else real_imencode(suffix, image, params)
+    monkeypatch.setattr(demo.cv2, 'imencode', imencode)
+    out = tmp_path / 'out'
+    code, _, err = _demo(capsys, onnx_paths, wide_folder, out)
+    assert code == 2 and err.strip() == (
+        f'error: {wide_folder / "c.png"}: OpenCV could not write its 83x61 picture as JPEG (use '
+        '--skip_bad_images to leave it out and go on)')
+    assert _files_under(out) == []
+
+    def read_image(path, limit=None):  # the file changed, or memory ran short, since the loader
+        if path.endswith('a.jpg'):
+            raise BadImageError(path, 'not a readable image (corrupt, truncated or unknown format)')
+        return real_read(path, limit)
+    monkeypatch.setattr(demo, 'read_image', read_image)
+    code, stdout, err = _demo(capsys, onnx_paths, wide_folder, out, '--skip_bad_images')
+    assert code == 0, err
+    assert f'  {wide_folder / "a.jpg"}: not a readable image' in stdout
+    assert f'  {wide_folder / "c.png"}: OpenCV could not write its 83x61 picture' in stdout
+    assert _files_under(out) == [Path('detections.json')]
+    assert [e['skipped'] is not None for e in json.loads((out / 'detections.json').read_text())] \
+        == [True, True]
+
+
+def test_demo_stopped_by_sigterm_leaves_no_pictures(tmp_path, onnx_paths):
+    """A real SIGTERM while the demo writes its pictures (the first is there, more follow): exit
+    2, the stop's one line, and nothing of the run in --out (its pictures used to stay, without
+    detections.json, under a message saying no partial output was written)."""
+    import signal
+    import time
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(16):  # noise encodes slowly: each picture takes a while to write
+        _written(folder / f'p{index:02d}.png',
+                 encode('.png', rng.integers(0, 255, (900, 1200, 3), np.uint8)))
+    out = tmp_path / 'out'
+    run = subprocess.Popen([sys.executable, str(ROOT / 'inference.py'), '--engine',
+                            str(onnx_paths['fp32']), '--images', str(folder), '--out', str(out),
+                            '--quiet', '--workers', '0', '--max_canvas', '64'],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not _files_under(out) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    run.send_signal(signal.SIGTERM)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 2, stdout + stderr
+    assert stderr.strip() == ('error: stopped by SIGTERM: no partial output was written; run the '
+                              'command again to start over')
+    assert ' -> ' in stdout  # it was stopped while writing, after a picture
+    assert _files_under(out) == []
+
+
+def test_demo_refuses_a_negative_max_boxes(capsys, tmp_path, onnx_paths, valid_files):
+    _written(tmp_path / 'a.jpg', valid_files['baseline.jpg'])
+    code, _, err = _demo(capsys, onnx_paths, tmp_path / 'a.jpg', tmp_path / 'out',
+                         '--max_boxes', '-1')
+    assert code == 2 and err.strip() == 'error: --max_boxes must be 0 (draw none) or more, got -1'
+
+
+def test_a_progressive_jpeg_is_estimated_with_its_coefficient_buffer(valid_files):
+    """libjpeg holds every DCT coefficient of a progressive JPEG (2 bytes x 64 per 8x8 block and
+    component: 6 bytes per pixel at 4:4:4) besides its output: measured 9.2 bytes per pixel in
+    all, where a baseline JPEG takes 6.2; found behind a 60 kB EXIF block too."""
+    header = image_header.header_of_bytes
+    assert header(valid_files['baseline.jpg']).decode_bytes_per_pixel == 6.2
+    assert header(valid_files['progressive.jpg']).decode_bytes_per_pixel == 9.2
+    assert header(with_app1(valid_files['progressive.jpg'], b'\0' * 60000)) \
+        .decode_bytes_per_pixel == 9.2
