@@ -499,6 +499,38 @@ def test_a_signal_wrapped_by_the_code_it_hit_is_still_a_clean_stop(capsys):
         run_main(plain_bug)
 
 
+def test_a_stop_reminder_during_the_normal_end_raises_nothing():
+    """A swallowed SIGTERM, then main returns normally: a reminder that lands while run_main's
+    __exit__ joins the reminder thread must not raise Stopped out of that `finally`. The handler
+    is called as the reminder's signal would call it; the reminder thread itself waits long."""
+    import common
+    stopping = common._StopOnSigterm()
+    stopping.REMIND_SECONDS = 600
+    stopping.__enter__()
+    try:
+        with pytest.raises(common.Stopped):
+            stopping.handle(signal.SIGTERM, None)  # the first SIGTERM, which a library swallows
+        stopping.done.set()                         # main returned: __exit__ has begun
+        stopping.handle(signal.SIGTERM, None)       # a reminder landing now: nothing raised
+    finally:
+        stopping.__exit__(None, None, None)
+    assert signal.getsignal(signal.SIGTERM) == stopping.previous
+
+
+def test_an_error_names_a_file_as_stdout_does(tmp_path):
+    """A name that is not UTF-8 (bad\\xff.jpg) showed as Python's surrogate bad\\udcff.jpg
+    in the error line while stdout printed bad\\xff.jpg."""
+    code = ('import os, sys; sys.path.insert(0, sys.argv[1]); from common import run_main; '
+            'from centernet.errors import UserError\n'
+            'def main(argv):\n'
+            '    raise UserError(os.fsdecode(b"bad\\xff.jpg") + ": empty file")\n'
+            'run_main(main)')
+    done = subprocess.run([sys.executable, '-c', code, str(ROOT)], capture_output=True,
+                          timeout=60, env=dict(os.environ, PYTHONIOENCODING='utf-8'))
+    assert done.returncode == 2
+    assert done.stderr == b'error: bad\\xff.jpg: empty file\n'
+
+
 SWALLOWING_MAIN = '''
 import sys, time
 sys.path.insert(0, {root!r})

@@ -582,3 +582,24 @@ def test_a_progressive_jpeg_is_estimated_with_its_coefficient_buffer(valid_files
     assert header(valid_files['progressive.jpg']).decode_bytes_per_pixel == 9.2
     assert header(with_app1(valid_files['progressive.jpg'], b'\0' * 60000)) \
         .decode_bytes_per_pixel == 9.2
+
+
+def test_opencvs_own_log_lines_stay_off_stderr(tmp_path):
+    """OpenCV logged its decoders' complaints ([ WARN:0@0.01] ... PNG input buffer is
+    incomplete; [ERROR:0@0.01] ... TIFFFetchDirectory) around the kit's one-line refusal."""
+    image = np.full((40, 50, 3), 100, np.uint8)
+    for suffix in ('.png', '.tif'):
+        data = encode(suffix, image)
+        _written(tmp_path / f'cut{suffix}', data[:len(data) // 2])
+    code = ('import sys; sys.path.insert(0, sys.argv[1]); from centernet.preprocess import '
+            'BadImageError, read_image\n'
+            'for path in sys.argv[2:]:\n'
+            '    try:\n'
+            '        read_image(path)\n'
+            '    except BadImageError as exc:\n'
+            '        print(exc.reason)')
+    done = subprocess.run([sys.executable, '-c', code, str(ROOT), str(tmp_path / 'cut.png'),
+                           str(tmp_path / 'cut.tif')], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ['not a readable image (corrupt, truncated or unknown '
+                                        'format)'] * 2
+    assert done.stderr == ''

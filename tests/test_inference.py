@@ -237,6 +237,17 @@ def test_switches_take_the_reference_spelling(argv, expected):
     assert inference.parse_args(argv).perf_only is expected
 
 
+@pytest.mark.parametrize('argv, check, simplify', [
+    (['--skip-check', 'True'], False, True), (['--skip_check', 'false'], True, True),
+    (['--no-simplify=false'], True, True), (['--no-simplify', 'yes', '--skip-check'], False, False),
+])
+def test_off_switches_take_the_reference_spelling_too(argv, check, simplify):
+    """store_false switches as well (`--skip-check True` was refused as an extra argument)."""
+    import export
+    args = export.parse_args(['--weight', 'w.pth', *argv])
+    assert (args.check, args.simplify) == (check, simplify)
+
+
 def test_switch_with_a_bad_value_is_refused(capsys):
     with pytest.raises(SystemExit) as code:
         inference.parse_args(['--perf_only=maybe'])
