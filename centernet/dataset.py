@@ -20,8 +20,6 @@ from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .errors import UserError
 from .preprocess import DEFAULT_LIMIT, IMAGE_SUFFIXES, BadImageError, read_image
 
@@ -203,8 +201,8 @@ class ImageReader:
 @dataclass
 class CanvasBatch:
     indices: list           # record indices, in batch order
-    canvases: torch.Tensor  # (B, H, W, 3) uint8
-    borders: torch.Tensor   # (B, 4) float32
+    canvases: 'torch.Tensor'  # (B, H, W, 3) uint8
+    borders: 'torch.Tensor'   # (B, 4) float32
 
 
 @dataclass
@@ -217,6 +215,7 @@ def paste_batch(items, canvas, pin_memory=False):
     """Decoded images -> canvas batches, pasted straight into one (optionally pinned) buffer per
     canvas shape: no per-image canvas and no extra stacking copy. A batch whose images need
     several canvas shapes (a wrong size hint, EXIF rotation) is split by shape."""
+    import torch  # here: the image sets above are read without it (export.py --if-stale)
     bad = [item for item in items if isinstance(item, BadImage)]
     by_shape = OrderedDict()
     for item in items:

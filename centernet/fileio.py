@@ -10,6 +10,7 @@ UserError that names the path; the temporary file is removed and the target is l
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -73,6 +74,16 @@ def _fsync_folder(folder):
             os.close(fd)
 
 
+def check_output_folder(path):
+    """The folder `path` is to be written into exists and is writable, else a UserError: what a
+    long run checks before it starts (export.py before its tracing), and every write again."""
+    folder = Path(path).parent if str(Path(path).parent) else Path('.')
+    if not folder.is_dir():
+        raise UserError(f'output folder {folder} does not exist: create it or choose another path')
+    if not os.access(folder, os.W_OK):
+        raise UserError(f'output folder {folder} is not writable: choose another path')
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; move it to `path` only if the block succeeds.
@@ -83,11 +94,7 @@ def atomic_path(path):
     UserError naming `path`.
     """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path('.')
-    if not folder.is_dir():
-        raise UserError(f'output folder {folder} does not exist: create it or choose another path')
-    if not os.access(folder, os.W_OK):
-        raise UserError(f'output folder {folder} is not writable: choose another path')
+    check_output_folder(path)
     try:
         tmp = _create_beside(path)
     except OSError as exc:
@@ -109,6 +116,15 @@ def move_into_place(done, path):
     _fsync_file(done)
     os.replace(done, path)
     _fsync_folder(Path(path).parent)
+
+
+def sha256_of(path, chunk=1 << 20):
+    """The file's sha256, hex: what export reports and engine sidecars record of their inputs."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path, obj, indent=None):

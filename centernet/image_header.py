@@ -249,6 +249,12 @@ def _amount(count):
     return f'{count / 1e6:.0f} MB' if count >= 1e6 else f'{count / 1e3:.0f} kB'
 
 
+def _choices(*options):
+    """'a, b, or c' of the options given (None and False left out)."""
+    given = [option for option in options if option]
+    return given[0] if len(given) == 1 else ', '.join(given[:-1]) + ', or ' + given[-1]
+
+
 @dataclass(frozen=True)
 class PixelLimit:
     """Which pictures may be decoded: at most `max_pixels`, and no more memory than is available.
@@ -261,6 +267,7 @@ class PixelLimit:
     (an option) lowers. `task` says what follows the decode, and `raise_with` names how the user
     of the command at hand raises the limit (None: only shrinking the picture is suggested).
     `max_side` refuses a longer side, for the reason `max_side_why` gives (the demo writes JPEG).
+    `other_advice` is what else the user can do, in the terms of the command at hand.
     """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -273,6 +280,7 @@ class PixelLimit:
     fewer_with: str = None
     max_side: int = None
     max_side_why: str = ''
+    other_advice: str = None
 
     def needed_bytes(self, header, file_bytes=0):
         return self.copies * (file_bytes + header.pixels * (header.decode_bytes_per_pixel
@@ -292,15 +300,17 @@ class PixelLimit:
                 f'{_amount(needed)} of memory to {self.task}{together} '
                 f'({needed / self.copies / header.pixels:.0f} bytes per pixel{each})')
         if header.pixels > self.max_pixels:
-            advice = (f'shrink the picture, or raise {self.raise_with} if this machine has the '
-                      'memory' if self.raise_with else 'shrink the picture')
+            advice = _choices('shrink the picture', self.other_advice, self.raise_with and (
+                f'raise {self.raise_with} if this machine has the memory'))
             raise BadImageError(path, f'{what}; that is over the limit of '
                                 f'{self.max_pixels / 1e6:g} MP: {advice}')
         available = available_memory() if self.check_memory else None
         if available is not None and needed > available:
-            fewer = f'lower {self.fewer_with}, ' if self.copies > 1 and self.fewer_with else ''
+            advice = _choices('shrink the picture', self.other_advice,
+                              self.copies > 1 and self.fewer_with and f'lower {self.fewer_with}',
+                              'free memory')
             raise BadImageError(path, f'{what}, more than the {_amount(available)} available '
-                                f'now: shrink the picture, {fewer}or free memory')
+                                f'now: {advice}')
 
     def in_batch(self, count):
         """This limit for a picture run with `count` others of its canvas size at once."""

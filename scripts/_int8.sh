@@ -28,7 +28,7 @@ validate_int8_inputs() {
   elif [ -n "${DATASETS_DIR:-}" ]; then
     CALIB="$DATASETS_DIR"
   else
-    CALIB="$("$PYTHON" -m centernet.standin_demo train --calib_images "${CALIB_IMAGES:-128}")"
+    CALIB="$("$PYTHON" demo_scenes.py train --calib_images "${CALIB_IMAGES:-128}")"
     if [ "$RUN" = demo ]; then
       echo "== calibration: the stand-in's first ${CALIB_IMAGES:-128} train scenes (generated once into $CALIB)"
     else
