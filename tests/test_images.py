@@ -603,3 +603,21 @@ def test_opencvs_own_log_lines_stay_off_stderr(tmp_path):
     assert done.stdout.splitlines() == ['not a readable image (corrupt, truncated or unknown '
                                         'format)'] * 2
     assert done.stderr == ''
+
+
+def test_the_demo_counts_a_picture_per_decoding_thread(capsys, tmp_path, onnx_paths,
+                                                       valid_files, monkeypatch):
+    """The demo's threads each decode a full-size picture at once: a folder of large photos is
+    budgeted that way, and the message says what it assumed."""
+    _written(tmp_path / 'a.png', valid_files['rgb.png'])  # 83 x 61
+    one = len(valid_files['rgb.png']) + 83 * 61 * (6.2 + 2.0)  # file, decode, drawing
+    monkeypatch.setattr(image_header, 'available_memory', lambda: int(1.5 * one))
+    code, _, err = _demo(capsys, onnx_paths, tmp_path / 'a.png', tmp_path / 'out',
+                         '--workers', '2')
+    assert code == 2 and err.startswith(
+        f'error: {tmp_path / "a.png"}: 83x61 pixels would need about {2 * one / 1e3:.0f} kB of '
+        'memory to decode and draw, 2 pictures of this size at once (one per decoding thread, '
+        '--workers 2) (') and 'shrink the picture, lower --workers, or free memory' in err
+    code, _, err = _demo(capsys, onnx_paths, tmp_path / 'a.png', tmp_path / 'out',
+                         '--workers', '1')
+    assert code == 0, err
