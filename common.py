@@ -17,7 +17,8 @@ import threading
 # Make `centernet` and `coco_labels` importable however the script is started.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from centernet.errors import EXIT_USER_ERROR, UserError  # noqa: E402
+from centernet.errors import EXIT_USER_ERROR, UserError, running_script  # noqa: E402
+from centernet.report import printable  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               'centernet_r18_8xb16-crop512-140e_coco.py')
@@ -63,6 +64,10 @@ class _StopOnSigterm:
         signal.signal(signal.SIGTERM, self.previous)
 
     def handle(self, signum, _frame):
+        if self.done.is_set():
+            # run_main is returning (a stop a library swallowed, then a normal end): a reminder
+            # landing while __exit__ joins the reminder must not raise out of its `finally`
+            return
         if self.stop is None:
             self.stop = Stopped(signal.Signals(signum).name)
             self.reminder = threading.Thread(target=self._remind, name='stop-reminder',
@@ -118,7 +123,9 @@ def run_main(main, argv=None):
     try:
         code = main(argv)
     except UserError as exc:
-        print(f'error: {exc}', file=sys.stderr)
+        # printable: a file name that is not UTF-8 shows as bad\xff.jpg, as stdout shows it,
+        # not as Python's surrogate bad\udcff.jpg
+        print(f'error: {printable(str(exc))}', file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt as exc:
         _exit_stopped(exc)
@@ -195,19 +202,29 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with defaults in --help, where every flag takes `_` and `-` alike
-    (`--skip_check` is `--skip-check`), and whose on/off switches (action='store_true') also
-    accept the reference project's spelling `--flag True` / `--flag False` (and `--flag=false`)."""
+    (`--skip_check` is `--skip-check`), and whose on/off switches (store_true and store_false,
+    such as --no-simplify) also accept the reference project's spelling `--flag True` /
+    `--flag False` (and `--flag=false`). Under a script (scripts/*.sh, errors.running_script) a
+    bad argument is one `error:` line that says where the script's extra arguments go."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault('formatter_class', HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        script = running_script()
+        if not script:
+            super().error(message)
+        self.exit(EXIT_USER_ERROR, f'error: {self.prog}: {message} ({script} passes its extra '
+                                   f'arguments to {self.prog}: python3 {self.prog} --help lists '
+                                   'what it takes)\n')
 
     def parse_known_args(self, args=None, namespace=None):
         argv = sys.argv[1:] if args is None else list(args)
         known = {canonical_option(option): option for action in self._actions
                  for option in action.option_strings}
         switches = {option for action in self._actions if action.nargs == 0
-                    and action.const is True for option in action.option_strings}
+                    and action.const in (True, False) for option in action.option_strings}
         argv = normalise_spellings(argv, known)
         return super().parse_known_args(normalise_switches(argv, switches), namespace)
 

@@ -21,7 +21,7 @@ from centernet.evaluate import DEFAULT_EVALUATOR, EVALUATORS
 
 
 def parse_args(argv):
-    parser = ArgumentParser(description=__doc__.splitlines()[0],
+    parser = ArgumentParser(prog='inference.py', description=__doc__.splitlines()[0],
                             epilog='\n'.join(__doc__.splitlines()[2:]))
     model = add_model_arguments(parser, cuda_graph_help=(
         'torch backend on CUDA: replay one CUDA graph per input shape (for --perf_only; a COCO '
@@ -53,7 +53,8 @@ def parse_args(argv):
     out.add_argument('--save_json', help='write all detections in COCO results format')
     out.add_argument('--evaluator', choices=EVALUATORS, default=DEFAULT_EVALUATOR,
                      help='COCO evaluation: faster-coco-eval (default) or pycocotools (reference)')
-    out.add_argument('--record', help='run record JSON (default results/<mode>_<backend>_bs<B>.json)')
+    out.add_argument('--record', help='run record JSON (default '
+                     'results/<mode>_<backend>_<precision>_bs<B>.json)')
     out.add_argument('--acc_target', type=float, help='exit 1 when AP@[.5:.95] is below this')
     out.add_argument('--fps_target', type=float,
                      help='exit 1 when the engine-only FPS is below this')

@@ -7,27 +7,19 @@ own load_state_dict accepts is accepted too: a 1-element tensor for a 0-dim buff
 (BatchNorm fills it in for pre-0.4.1 state; it only counts training steps, eval never reads it).
 """
 
-import hashlib
 import re
 from pathlib import Path
 
 import torch
 
 from .errors import UserError
+from .fileio import sha256_of  # noqa: F401 (checkpoint.sha256_of, as its callers know it)
 
 # OpenMMLab's publish step names files `<name>-<first 8 hex digits of the file's sha256>.pth`.
 _SHA256_PREFIX = re.compile(r'-([0-9a-f]{8})\.pth$')
 # How torch's weights-only unpickler names what it refused, in its two messages.
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)|but got <class '([\w.]+)'>")
 _MAX_LISTED_KEYS = 8
-
-
-def sha256_of(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_sha256_prefix(path):

@@ -14,7 +14,9 @@ from the syntax tree (`ast`), with mmengine's rules:
   text first, names starting with `__` are dropped, and `.json` configs are read with `json`.
 
 Anything else (an import, a function call other than dict/list/tuple, a comprehension, an `if`)
-is refused in one line that names the construct and its line.
+is refused in one line that names the construct and its line; so is arithmetic that fails (`1/0`)
+and a value past the size caps below (`[0] * 10 ** 9`, a list of a million references to a
+million-character string). Messages quote the file's source, shortened, never a value.
 """
 
 import ast
@@ -22,13 +24,18 @@ import copy
 import json
 import os
 import re
+import reprlib
 from pathlib import Path
 
 from .errors import UserError
 
 BASE_KEY, DELETE_KEY = '_base_', '_delete_'
 _CONSTRUCTORS = {'dict': dict, 'list': list, 'tuple': tuple}
-_LARGEST_SEQUENCE = 1_000_000   # a list, tuple or string built by + or *: longer is refused
+# Size caps, so that a small hostile file cannot take minutes or gigabytes to read. Sizes are
+# counted as a tree (tree_size: a string one per character, a list or dict one plus its items,
+# a shared reference every time it appears), which is what walking the config costs.
+_LARGEST_SEQUENCE = 1_000_000   # a value built by + or *: larger is refused before it is built
+_LARGEST_CONFIG = 2_000_000     # all of one file's values, and what {{_base_.x}} copies into it
 _LARGEST_INTEGER_BITS = 4096    # 10 ** 1233: enough for any config, no 10 ** 10 ** 10 hang
 _BASE_PLACEHOLDER = '\x00_base_.'   # {{_base_.x}} in the text becomes this string, then the value
 _WORDS = {  # ast node -> what the message calls it
@@ -52,11 +59,46 @@ def _refusal(path, node, what):
                      'names set earlier in the file, _base_ files); write the value out')
 
 
+def shown(value):
+    """A value in a message: its repr, shortened (a config's value may be a megabyte long)."""
+    try:
+        return _SHORT_REPR.repr(value)
+    except ValueError:  # an int past Python's 4300-digit str() limit
+        return f'a {type(value).__name__}'
+
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxstring, _SHORT_REPR.maxother = 2, 40, 40
+_SHORT_REPR.maxlong, _SHORT_REPR.maxlist, _SHORT_REPR.maxtuple, _SHORT_REPR.maxdict = 40, 4, 4, 4
+
+
+class TreeSizes:
+    """tree_size of values, remembered per container object (kept alive here, so that its id
+    stays its own): a list of a million references to one list costs a million steps once."""
+
+    def __init__(self):
+        self.known = {}
+
+    def __call__(self, value):
+        if isinstance(value, str):
+            return max(len(value), 1)
+        if not isinstance(value, (list, tuple, dict)):
+            return 1
+        known = self.known.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        items = (x for pair in value.items() for x in pair) if isinstance(value, dict) else value
+        size = 1 + sum(self(item) for item in items)
+        self.known[id(value)] = (value, size)
+        return size
+
+
 class _Evaluator:
     """Values of the expressions of one file, from its names and its merged bases."""
 
-    def __init__(self, path, names):
+    def __init__(self, path, names, sizes=None):
         self.path, self.names = path, names
+        self.sizes = sizes or TreeSizes()
 
     def refuse(self, node, what=None):
         return _refusal(self.path, node, what or _WORDS.get(type(node).__name__,
@@ -66,7 +108,10 @@ class _Evaluator:
         method = getattr(self, '_' + type(node).__name__, None)
         if method is None:
             raise self.refuse(node)
-        return method(node)
+        value = method(node)
+        if self.sizes(value) > _LARGEST_CONFIG:  # a literal of names that are large already
+            raise self.refuse(node, f'a value of more than {_LARGEST_CONFIG:,} elements')
+        return value
 
     def _Constant(self, node):
         return node.value
@@ -148,9 +193,9 @@ class _Evaluator:
             raise self.refuse(node, 'indexing something not a dict, list, tuple or string')
         try:
             return value[index]
-        except (KeyError, IndexError, TypeError):
-            raise _refusal(self.path, node, f'the index {index!r}, which its value does not '
-                                            'have,') from None
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+            raise _refusal(self.path, node, f'the index {_shortened(node.slice)}, which its '
+                                            'value does not have,') from None
 
     def _Slice(self, node):
         return slice(*(None if part is None else self(part)
@@ -165,27 +210,39 @@ class _Evaluator:
         raise self.refuse(node, f'the operator {type(node.op).__name__} on {type(value).__name__}')
 
     def _BinOp(self, node):
-        left, right, op = self(node.left), self(node.right), node.op
+        left, right = self(node.left), self(node.right)
+        try:
+            return self._arithmetic(node, left, right)
+        except (ArithmeticError, ValueError) as exc:  # 1/0, 2.0 ** 10000
+            raise self.refuse(node, f'the arithmetic {_shortened(node)}, which fails '
+                                    f'({type(exc).__name__}),') from None
+
+    def _arithmetic(self, node, left, right):
+        op = node.op
         numbers = _is_number(left) and _is_number(right)
+        integers = numbers and isinstance(left, int) and isinstance(right, int)
         if isinstance(op, ast.Pow) and numbers:
-            if (isinstance(left, int) and isinstance(right, int) and right > 0
-                    and max(left.bit_length(), 1) * right > _LARGEST_INTEGER_BITS):
+            if integers and right > 0 and max(left.bit_length(), 1) * right > _LARGEST_INTEGER_BITS:
                 raise self.refuse(node, 'a power this large')
             return left ** right
         if isinstance(op, (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod)) and numbers:
             return _ARITHMETIC[type(op)](left, right)
         if isinstance(op, ast.Add) and (numbers or type(left) is type(right)
                                         and isinstance(left, (str, list, tuple))):
-            if not numbers and len(left) + len(right) > _LARGEST_SEQUENCE:
+            if not numbers and self.sizes(left) + self.sizes(right) > _LARGEST_SEQUENCE:
                 raise self.refuse(node, 'a sequence this long')
             return left + right
         if isinstance(op, ast.Mult):
+            if integers and left.bit_length() + right.bit_length() > _LARGEST_INTEGER_BITS:
+                raise self.refuse(node, 'a number this large')
             if numbers:
                 return left * right
             sequence, count = (left, right) if isinstance(right, int) else (right, left)
             if isinstance(sequence, (str, list, tuple)) and isinstance(count, int) \
                     and not isinstance(count, bool):
-                if len(sequence) * max(count, 0) > _LARGEST_SEQUENCE:
+                # the tree size, not the length: [s] * 10 ** 6 of a long string s is that long
+                each = self.sizes(sequence) - (0 if isinstance(sequence, str) else 1)
+                if each * max(count, 0) > _LARGEST_SEQUENCE:
                     raise self.refuse(node, 'a sequence this long')
                 return sequence * count
         raise self.refuse(node, f'the operator {type(op).__name__} on {type(left).__name__} and '
@@ -260,9 +317,10 @@ class ConfigReader:
         bases = {}
         for base_file in base_files:
             if not isinstance(base_file, str):
-                raise UserError(f'{path}: _base_ must name config files, got {base_file!r}')
+                raise UserError(f'{path}: _base_ must name config files, got '
+                                f'{shown(base_file)}')
             if '::' in base_file:
-                raise UserError(f'{path}: the _base_ {base_file!r} is in an installed package '
+                raise UserError(f'{path}: the _base_ {shown(base_file)} is in an installed package '
                                 '(mmdet::...), which the kit does not read: copy that file '
                                 'beside this one and name it by its path')
             base = self._read(path.parent / base_file, chain + (path,))
@@ -273,7 +331,7 @@ class ConfigReader:
             bases.update(base)
         if names is None:
             names = self._evaluate(path, statements, bases)
-        names = _substitute_base_values(path, names, bases)
+        names = _BaseValues(path, bases)(names)
         names.pop(BASE_KEY, None)
         names.pop('_deprecation_', None)
         merged = _merge(path, names, bases)
@@ -281,7 +339,7 @@ class ConfigReader:
 
     @staticmethod
     def _evaluate(path, statements, bases):
-        names = {}
+        names, total = {}, 0
         evaluate = _Evaluator(path, names)
         for statement in statements:
             if _assigns(statement, BASE_KEY):
@@ -297,8 +355,15 @@ class ConfigReader:
                 if not isinstance(target, ast.Name):
                     raise evaluate.refuse(statement, f'the assignment to {_shortened(target)}')
             names[BASE_KEY] = bases  # readable as _base_.x, never kept as a value
-            value = evaluate(statement.value)
+            try:
+                value = evaluate(statement.value)
+            except RecursionError:
+                raise evaluate.refuse(statement, 'an expression nested this deeply') from None
             del names[BASE_KEY]
+            total += evaluate.sizes(value) * len(statement.targets)
+            if total > _LARGEST_CONFIG:
+                raise evaluate.refuse(statement, f'a config of more than {_LARGEST_CONFIG:,} '
+                                                 'elements in all')
             for target in statement.targets:
                 names[target.id] = value
         return names
@@ -336,21 +401,39 @@ def _assigns(statement, name):
         isinstance(target, ast.Name) and target.id == name for target in statement.targets)
 
 
-def _substitute_base_values(path, value, bases):
-    """Each placeholder string left by {{_base_.a.b}} -> a copy of that base value."""
-    if isinstance(value, str) and value.startswith(_BASE_PLACEHOLDER):
-        found = bases
-        for key in value[len(_BASE_PLACEHOLDER):].split('.'):
+class _BaseValues:
+    """Each placeholder string left by {{_base_.a.b}} -> a copy of that base value, with the
+    sizes of the values walked and copied counted against _LARGEST_CONFIG: a hundred
+    placeholders of one large base value are refused, not copied a hundred times."""
+
+    def __init__(self, path, bases):
+        self.path, self.bases, self.sizes, self.walked = path, bases, TreeSizes(), 0
+
+    def __call__(self, value):
+        self.walked += 1
+        if self.walked > _LARGEST_CONFIG:
+            raise UserError(f'{self.path}: more than {_LARGEST_CONFIG:,} elements in all with '
+                            'its {{_base_.x}} values: the kit refuses a config this large')
+        if isinstance(value, str) and value.startswith(_BASE_PLACEHOLDER):
+            return self._base_value(value[len(_BASE_PLACEHOLDER):])
+        if isinstance(value, dict):
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self(v) for v in value)
+        return value
+
+    def _base_value(self, dotted):
+        found = self.bases
+        for key in dotted.split('.'):
             if not isinstance(found, dict) or key not in found:
-                raise UserError(f'{path}: {{{{_base_.{value[len(_BASE_PLACEHOLDER):]}}}}} '
-                                'names nothing its _base_ files set')
+                raise UserError(f'{self.path}: {{{{_base_.{dotted}}}}} names nothing its _base_ '
+                                'files set')
             found = found[key]
+        self.walked += self.sizes(found)
+        if self.walked > _LARGEST_CONFIG:
+            raise UserError(f'{self.path}: more than {_LARGEST_CONFIG:,} elements in all with '
+                            'its {{_base_.x}} values: the kit refuses a config this large')
         return copy.deepcopy(found)
-    if isinstance(value, dict):
-        return {k: _substitute_base_values(path, v, bases) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_substitute_base_values(path, v, bases) for v in value)
-    return value
 
 
 def _merge(path, values, bases):

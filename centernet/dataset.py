@@ -10,7 +10,6 @@
 """
 
 import contextlib
-import functools
 import io
 import json
 import math
@@ -21,10 +20,8 @@ from itertools import islice
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .errors import UserError
-from .preprocess import IMAGE_SUFFIXES, BadImageError, read_image
+from .preprocess import DEFAULT_LIMIT, IMAGE_SUFFIXES, BadImageError, read_image
 
 ANNOTATION_FILE = 'annotations/instances_val2017.json'
 IMAGE_FOLDERS = ('images/val2017', 'val2017')
@@ -117,15 +114,25 @@ class FolderImageSet:
     """One image file, or every image in a folder (sorted by name), for the picture demo.
 
     A folder's files are taken by their suffix (preprocess.IMAGE_SUFFIXES: every format OpenCV
-    reads); the other files are listed in `ignored`, for the caller to say so."""
+    reads); the other entries are listed in `ignored` as (path, why), for the caller to say so:
+    files of another suffix (why None), and entries with a picture's suffix that are not files
+    (a folder named photos.jpg, a link whose target is gone: why says which)."""
 
     def __init__(self, path):
         path = Path(path)
         self.ignored = []
         if path.is_dir():
-            entries = sorted(p for p in path.iterdir() if p.is_file())
-            files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
-            self.ignored = [p for p in entries if p.suffix.lower() not in IMAGE_SUFFIXES]
+            files = []
+            for entry in sorted(path.iterdir()):
+                picture = entry.suffix.lower() in IMAGE_SUFFIXES
+                if entry.is_file() and picture:
+                    files.append(entry)
+                elif entry.is_file():
+                    self.ignored.append((entry, None))
+                elif picture and entry.is_symlink() and not entry.exists():
+                    self.ignored.append((entry, 'a link to nothing'))
+                elif picture:
+                    self.ignored.append((entry, 'a folder' if entry.is_dir() else 'not a file'))
         elif path.is_file():
             files = [path]
         else:
@@ -170,16 +177,23 @@ class ImageReader:
     """record index -> (index, decoded image HWC BGR uint8) or BadImage (reported, not raised).
 
     `read` (path -> image) is preprocess.read_image under `limit` (a preprocess.PixelLimit; None:
-    its default) unless the caller adds a step (the picture demo's shrinking of large photos)."""
+    its default) unless the caller adds a step (the picture demo's shrinking of large photos).
+    `batches` (lists of indices read and run together, as canvas_batches makes them) let the
+    limit count the memory of a picture's whole batch (PixelLimit.in_batch)."""
 
-    def __init__(self, records, read=None, limit=None):
+    def __init__(self, records, read=None, limit=None, batches=()):
         self.records = records
-        self.read = read or functools.partial(read_image, limit=limit)
+        self.read = read
+        self.limit = limit or DEFAULT_LIMIT
+        self.batch_of = {index: len(batch) for batch in batches for index in batch}
 
     def __getitem__(self, index):
         record = self.records[index]
         try:
-            return index, self.read(record.path)
+            if self.read is not None:
+                return index, self.read(record.path)
+            return index, read_image(record.path,
+                                     self.limit.in_batch(self.batch_of.get(index, 1)))
         except BadImageError as exc:
             return BadImage(index, record.path, exc.reason)
 
@@ -187,8 +201,8 @@ class ImageReader:
 @dataclass
 class CanvasBatch:
     indices: list           # record indices, in batch order
-    canvases: torch.Tensor  # (B, H, W, 3) uint8
-    borders: torch.Tensor   # (B, 4) float32
+    canvases: 'torch.Tensor'  # (B, H, W, 3) uint8
+    borders: 'torch.Tensor'   # (B, 4) float32
 
 
 @dataclass
@@ -201,6 +215,7 @@ def paste_batch(items, canvas, pin_memory=False):
     """Decoded images -> canvas batches, pasted straight into one (optionally pinned) buffer per
     canvas shape: no per-image canvas and no extra stacking copy. A batch whose images need
     several canvas shapes (a wrong size hint, EXIF rotation) is split by shape."""
+    import torch  # here: the image sets above are read without it (export.py --if-stale)
     bad = [item for item in items if isinstance(item, BadImage)]
     by_shape = OrderedDict()
     for item in items:
@@ -266,5 +281,6 @@ def make_loader(records, canvas, batch_size, workers=None, prefetch_batches=4, p
     are kept in flight."""
     workers = default_workers() if workers is None else workers
     batches = canvas_batches(records, canvas, batch_size)
-    return PrefetchLoader(ImageReader(records, read, limit), canvas, batches, workers=workers,
-                          prefetch=max(prefetch_batches, workers), pin_memory=pin_memory)
+    return PrefetchLoader(ImageReader(records, read, limit, batches), canvas, batches,
+                          workers=workers, prefetch=max(prefetch_batches, workers),
+                          pin_memory=pin_memory)

@@ -14,9 +14,9 @@ import numpy as np
 
 from .dataset import FolderImageSet
 from .errors import UserError
-from .fileio import atomic_path, write_json
+from .fileio import StagedFiles
 from .pipeline import detect_records
-from .preprocess import read_image
+from .preprocess import BadImageError, read_image
 from .report import printable
 
 
@@ -32,6 +32,8 @@ DEFAULT_MAX_CANVAS = 1344  # a model without a largest canvas (dynamic ONNX, tor
 # while it is written (in all 6.4 and 8.1 B per pixel for 48 and 108 MP JPEGs, of which the
 # decode is 6.2; tools/benchmark_memory.py and the issue's 12000 x 9000 case).
 DRAWING_BYTES_PER_PIXEL = 2.0
+# The demo writes JPEG, whose header holds each side in 16 bits; libjpeg refuses more than 65500.
+JPEG_MAX_SIDE = 65500
 
 
 class PictureFit:
@@ -116,7 +118,9 @@ class Drawing:
             cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, line)
             caption = f'{self.classes[int(labels[index])]} {scores[index]:.2f}'
             (w, h), base = cv2.getTextSize(caption, self.FONT, letters, stroke)
-            top = max(y1 - h - base - 2 * pad, 0)
+            top = y1 - h - base - 2 * pad  # above the box; inside it where the picture ends
+            if top < 0:
+                top = max(y1, 0)
             left = max(min(x1, canvas.shape[1] - w - 2 * pad), 0)  # keep it inside the picture
             cv2.rectangle(canvas, (left, top), (left + w + 2 * pad, top + h + base + 2 * pad),
                           colour, -1)
@@ -142,62 +146,101 @@ def output_names(paths):
     return names
 
 
+def _some(names, shown=5):
+    names = list(names)
+    more = f' and {len(names) - shown} more' if len(names) > shown else ''
+    return ', '.join(names[:shown]) + more
+
+
 def run_demo(detector, args, limit=None):
-    """`limit`: the preprocess.PixelLimit for reading the pictures (None: its default)."""
+    """`limit`: the preprocess.PixelLimit for reading the pictures (None: its default).
+
+    The pictures and detections.json appear in --out together when the run ends well, or none
+    of them (fileio.StagedFiles): a stop, a full disk or a picture that cannot be written leaves
+    --out as it was."""
+    if args.max_boxes < 0:
+        raise UserError(f'--max_boxes must be 0 (draw none) or more, got {args.max_boxes}')
     images = FolderImageSet(args.images)
     out = Path(args.out)
-    targets = [out / name for name in output_names([r.path for r in images.records])]
+    names = output_names([r.path for r in images.records])
     inputs = {Path(r.path).resolve(): r.path for r in images.records}
-    for target in targets:
-        if target.resolve() in inputs:
+    for name in names:
+        if (out / name).resolve() in inputs:
             raise UserError(f'--out {printable(out)} would overwrite the input picture '
-                            f'{printable(inputs[target.resolve()])}: choose another folder')
+                            f'{printable(inputs[(out / name).resolve()])}: choose another folder')
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f'cannot create output folder {printable(out)}: {exc.strerror}') from None
-    if images.ignored:
-        names = ', '.join(printable(p.name) for p in images.ignored[:5])
-        more = f' and {len(images.ignored) - 5} more' if len(images.ignored) > 5 else ''
-        print(f'ignored {len(images.ignored)} file(s) whose suffix is not a picture format '
-              f'OpenCV reads: {names}{more}')
+    other_suffix = [path for path, why in images.ignored if why is None]
+    if other_suffix:
+        print(f'ignored {len(other_suffix)} file(s) whose suffix is not a picture format '
+              f'OpenCV reads: {_some(printable(p.name) for p in other_suffix)}')
+    not_files = [(path, why) for path, why in images.ignored if why is not None]
+    if not_files:
+        print(f'ignored {len(not_files)} entr{"y" if len(not_files) == 1 else "ies"} named as a '
+              f'picture that {"is" if len(not_files) == 1 else "are"} not a file: '
+              f'{_some(f"{printable(p.name)} ({why})" for p, why in not_files)}')
     fit = PictureFit(detector.spec, max_canvas_for(detector.backend, args.max_canvas), limit)
     detections = detect_records(detector, images.records, args.batchsize, workers=args.workers,
                                 skip_bad_images=args.skip_bad_images, progress=not args.quiet,
                                 description='pictures', read=fit.read)
-    classes = detector.backend.classes
-    draw = Drawing(classes, args.score_thr, args.max_boxes)
     bad = {item.index: item.reason for item in detections.bad}
-    listing = []
-    for record, target in zip(images.records, targets):
-        if record.index in bad:
-            listing.append(dict(file=record.path, annotated=None, skipped=bad[record.index],
-                                detections=[]))
-            continue
-        original = read_image(record.path, limit)
-        height, width = original.shape[:2]
-        scale_x, scale_y = fit.scale_xy(height, width)
-        boxes = detections.boxes[record.index] / np.array([scale_x, scale_y] * 2, np.float32)
-        scores, labels = detections.scores[record.index], detections.labels[record.index]
-        ok, encoded = cv2.imencode('.jpg', draw(original, boxes, scores, labels),
-                                   [cv2.IMWRITE_JPEG_QUALITY, 92])
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(encoded.tobytes())
-        listing.append(dict(file=record.path, annotated=str(target), size_hw=[height, width],
-                            network_size_hw=list(fit.size(height, width)),
-                            scale_xy=[scale_x, scale_y], detections=[
-            dict(label=classes[int(lab)], label_index=int(lab), score=float(s),
-                 bbox_xyxy=[float(v) for v in b]) for b, s, lab in zip(boxes, scores, labels)]))
-        above = int((scores >= args.score_thr).sum())
-        drawn = min(above, args.max_boxes)
-        print(f'{printable(record.path)}: {above} detection(s) above {args.score_thr}'
-              + (f', the best {drawn} drawn (--max_boxes)' if drawn < above else '')
-              + f' -> {printable(target)}')
-    write_json(out / 'detections.json', listing, indent=1)
+    with StagedFiles(out) as staged:
+        annotate = Annotator(detector.backend.classes, args, fit, limit, detections, staged, bad)
+        listing = [annotate(record, name) for record, name in zip(images.records, names)]
+        written = staged.write_json('detections.json', listing, indent=1)
     if bad:
-        print(f'skipped {len(bad)} unreadable picture(s) (--skip_bad_images):')
+        print(f'skipped {len(bad)} picture(s) (--skip_bad_images):')
         for record in images.records:
             if record.index in bad:
                 print(f'  {printable(record.path)}: {bad[record.index]}')
-    print(f'wrote {len(listing) - len(bad)} picture(s) and {printable(out / "detections.json")}')
+    print(f'wrote {len(listing) - len(bad)} picture(s) and {printable(written)}')
     return 0
+
+
+class Annotator:
+    """record -> its picture with the detections drawn, staged as `name`, and its entry of
+    detections.json. A picture that cannot be read again or written is skipped as the loader
+    skips one (it joins `bad`, with --skip_bad_images), or stops the run."""
+
+    def __init__(self, classes, args, fit, limit, detections, staged, bad):
+        self.classes, self.args, self.fit, self.limit = classes, args, fit, limit
+        self.detections, self.staged, self.bad = detections, staged, bad
+        self.draw = Drawing(classes, args.score_thr, args.max_boxes)
+
+    def __call__(self, record, name):
+        if record.index not in self.bad:
+            try:
+                return self._annotated(record, name)
+            except BadImageError as exc:
+                if not self.args.skip_bad_images:
+                    raise BadImageError(record.path, exc.reason + ' (use --skip_bad_images to '
+                                        'leave it out and go on)') from None
+                self.bad[record.index] = exc.reason
+        return dict(file=record.path, annotated=None, skipped=self.bad[record.index],
+                    detections=[])
+
+    def _annotated(self, record, name):
+        original = read_image(record.path, self.limit)  # the loader kept only its shrunk copy
+        height, width = original.shape[:2]
+        scale_x, scale_y = self.fit.scale_xy(height, width)
+        found = self.detections
+        boxes = found.boxes[record.index] / np.array([scale_x, scale_y] * 2, np.float32)
+        scores, labels = found.scores[record.index], found.labels[record.index]
+        ok, encoded = cv2.imencode('.jpg', self.draw(original, boxes, scores, labels),
+                                   [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if not ok:
+            raise BadImageError(record.path, f'OpenCV could not write its {width}x{height} '
+                                'picture as JPEG')
+        target = self.staged.write_bytes(name, encoded.tobytes())
+        above = int((scores >= self.args.score_thr).sum())
+        drawn = min(above, self.args.max_boxes)
+        print(f'{printable(record.path)}: {above} detection(s) above {self.args.score_thr}'
+              + (f', the best {drawn} drawn (--max_boxes)' if drawn < above else '')
+              + f' -> {printable(target)}')
+        return dict(file=record.path, annotated=str(target), size_hw=[height, width],
+                    network_size_hw=list(self.fit.size(height, width)),
+                    scale_xy=[scale_x, scale_y], detections=[
+            dict(label=self.classes[int(lab)], label_index=int(lab), score=float(s),
+                 bbox_xyxy=[float(v) for v in b]) for b, s, lab in zip(boxes, scores, labels)])

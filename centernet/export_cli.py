@@ -19,13 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+# Only what the reuse decision (--if-stale) needs is imported here: it must stay quick, so
+# torch, onnx and the precision gate are imported when an export is made.
 from . import onnx_export as ox
-from . import precision_gate as gate
-from .checkpoint import load_model, sha256_of
-from .config import load_spec
-from .errors import UserError, option_name
-from .fileio import move_into_place, write_json
-from .report import environment
+from .errors import UserError, option_name, running_script
+from .fileio import check_output_folder, move_into_place, sha256_of, write_json
 
 REPORT_FORMAT = 'centernet-export-1'
 
@@ -135,6 +133,7 @@ def write_gated(final, make, judge):
 def gate_graph(reference, path, precision, spec, static_shape=None, end2end=False, inputs=None):
     """The precision gate's report for the ONNX at `path` (ONNX Runtime CPU) vs PyTorch FP32, on
     `inputs` (INT8: int8_quantize.gate_inputs) or the gate's generated scenes."""
+    from . import precision_gate as gate
     shapes = (static_shape,) if static_shape else gate.DEFAULT_SHAPES
     return gate.run_gate(reference, ox.onnxruntime_runner(path), spec, precision, shapes,
                          end2end=end2end, inputs=inputs)
@@ -147,7 +146,7 @@ def calibration_request(args):
     another request."""
     if args.precision != 'int8' or not args.calib:  # export() says what is missing
         return None
-    from .int8_quantize import GATE_IMAGES, calibration_records
+    from .calibration_set import GATE_IMAGES, calibration_records
     digest = hashlib.sha256()
     folder = Path(args.calib)
     for record in calibration_records(folder, args.calib_images + GATE_IMAGES):
@@ -167,10 +166,14 @@ def graph_options(args):
 
 
 def export(args, log=print):
+    from .checkpoint import load_model
+    from .config import load_spec
+    from .report import environment
     spec = load_spec(args.cfg)
     output = Path(args.output)
     if output.suffix != '.onnx':
         raise UserError(f'--output {output} must end in .onnx')
+    check_output_folder(output)  # now, not after the model is traced
     if args.precision == 'int8' and (not args.calib or args.end2end or args.static):
         raise UserError('--precision int8 needs --calib DIR (a COCO-layout folder or a folder of '
                         'images to calibrate on) and the dynamic heads graph (no --end2end, no '
@@ -195,7 +198,8 @@ def export(args, log=print):
             inputs = None
             if precision == 'int8':
                 from .int8_quantize import gate_inputs
-                inputs, which = gate_inputs(args.calib, spec, args.calib_images)
+                inputs, which = gate_inputs(args.calib, spec, args.calib_images,
+                                            method=args.calib_method)
                 log(f'int8: the precision gate judges {which}')
             verdict = gate_graph(reference, path, precision, spec, args.static, args.end2end,
                                  inputs)
@@ -277,15 +281,19 @@ _REFUSAL_ADVICE = {
              '--calib_method, or use --precision fp16/fp32, or pass --skip-check to write it '
              'unchecked',
              'calibrate on more or other images (CALIB_DIR=, CALIB_IMAGES=) or with another '
-             'CALIB_METHOD= (minmax, entropy, percentile), run FP16 with '
-             'scripts/infer_centernet_fp16_*.sh, or set INT8_UNCHECKED=1 to write and use it '
-             'unchecked (kept for later runs with that setting, with a warning each time)'),
+             'CALIB_METHOD= (minmax, entropy, percentile), run FP16 with {fp16_script}, or set '
+             'INT8_UNCHECKED=1 to write and use it unchecked (kept for later runs with that '
+             'setting, with a warning each time)'),
 }
 
 
 def refusal_advice(precision):
     """What to do about a refused graph, in the terms of the command the user ran."""
-    return option_name(*_REFUSAL_ADVICE[precision])
+    script = running_script() or ''
+    counterpart = script.replace('int8', 'fp16')
+    fp16_script = (f'scripts/{counterpart}' if counterpart.startswith('infer_centernet_fp16')
+                   else 'scripts/infer_centernet_fp16_accuracy.sh (or _performance.sh)')
+    return option_name(*_REFUSAL_ADVICE[precision]).format(fp16_script=fp16_script)
 
 
 def _written_unchecked(output):

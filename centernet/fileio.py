@@ -10,6 +10,7 @@ UserError that names the path; the temporary file is removed and the target is l
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import secrets
@@ -73,6 +74,16 @@ def _fsync_folder(folder):
             os.close(fd)
 
 
+def check_output_folder(path):
+    """The folder `path` is to be written into exists and is writable, else a UserError: what a
+    long run checks before it starts (export.py before its tracing), and every write again."""
+    folder = Path(path).parent if str(Path(path).parent) else Path('.')
+    if not folder.is_dir():
+        raise UserError(f'output folder {folder} does not exist: create it or choose another path')
+    if not os.access(folder, os.W_OK):
+        raise UserError(f'output folder {folder} is not writable: choose another path')
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; move it to `path` only if the block succeeds.
@@ -83,11 +94,7 @@ def atomic_path(path):
     UserError naming `path`.
     """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path('.')
-    if not folder.is_dir():
-        raise UserError(f'output folder {folder} does not exist: create it or choose another path')
-    if not os.access(folder, os.W_OK):
-        raise UserError(f'output folder {folder} is not writable: choose another path')
+    check_output_folder(path)
     try:
         tmp = _create_beside(path)
     except OSError as exc:
@@ -109,6 +116,15 @@ def move_into_place(done, path):
     _fsync_file(done)
     os.replace(done, path)
     _fsync_folder(Path(path).parent)
+
+
+def sha256_of(path, chunk=1 << 20):
+    """The file's sha256, hex: what export reports and engine sidecars record of their inputs."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(path, obj, indent=None):
@@ -157,3 +173,74 @@ def atomic_folder(path):
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # nothing left there after the rename
+
+
+class StagedFiles:
+    """Files that appear in `folder` together, when the block ends well, or not at all.
+
+    Inside the block, `write_bytes(name, data)` and `write_json(name, obj)` write into a new
+    temporary folder inside `folder` (same file system: the moves are renames). When the block
+    succeeds each file is moved into `folder` (move_into_place: fsync, rename, folder fsync) in
+    the order it was written, so the last one written (an index of the others, such as the demo's
+    detections.json) appears last. On any exception (Ctrl-C and SIGTERM included) the temporary
+    folder is removed, and so is every file already moved in by this block (a stop between the
+    renames, a matter of milliseconds); files of an earlier run that it had replaced are not
+    brought back. A storage error becomes a UserError naming the file's final path."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.names, self.moved, self.stage = [], [], None
+
+    def __enter__(self):
+        for _ in range(100):
+            stage = self.folder / f'.staging.{secrets.token_hex(4)}.tmp'
+            try:
+                os.mkdir(stage)  # mode 0777 less the umask
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise (write_failure(self.folder, exc) or exc) from None
+        self.stage = stage
+        return self
+
+    def _written(self, name, write):
+        if name in self.names:
+            raise ValueError(f'{name} written twice')
+        try:
+            write(self.stage / name)
+        except OSError as exc:
+            raise (write_failure(self.folder / name, exc) or exc) from None
+        self.names.append(name)
+        return self.folder / name
+
+    def write_bytes(self, name, data):
+        """Write `data` as the file `name`; returns the path it will have in `folder`."""
+        return self._written(name, lambda path: path.write_bytes(data))
+
+    def write_json(self, name, obj, indent=None):
+        def write(path):
+            with open(path, 'w') as f:
+                json.dump(obj, f, indent=indent)
+                f.write('\n')
+        return self._written(name, write)
+
+    def __exit__(self, kind, exc, traceback):
+        try:
+            if kind is None:
+                for name in self.names:
+                    target = self.folder / name
+                    try:
+                        move_into_place(self.stage / name, target)
+                    except OSError as error:
+                        raise (write_failure(target, error) or error) from None
+                    self.moved.append(target)
+        except BaseException:
+            kind = True
+            raise
+        finally:
+            if kind is not None:
+                for target in self.moved:
+                    with contextlib.suppress(OSError):
+                        os.unlink(target)
+            shutil.rmtree(self.stage, ignore_errors=True)

@@ -8,6 +8,7 @@ PAM, PFM, Sun raster, Radiance HDR, a bare JPEG 2000 codestream) declare their s
 place, read here.
 """
 
+import dataclasses
 import io
 import re
 import struct
@@ -58,6 +59,12 @@ _DECODE_BYTES_PER_PIXEL = {
     'jpeg': 6.2, 'png': 6.2, 'tiff': 6.3, 'bmp': 6.2, 'netpbm': 6.2, 'pam': 6.2, 'sun': 6.2,
     'webp': 7.2, 'gif': 12.2, 'jp2': 15.7, 'hdr': 15.1, 'iso': 17.5, 'pfm': 24.3,
 }
+# A progressive JPEG is decoded from a buffer of all its DCT coefficients (2 bytes each, 64 per
+# 8x8 block and component: 6 bytes per pixel at 4:4:4) before its 3-byte output: 9.2 measured
+# at 4:4:4, the most any chroma subsampling needs.
+_PROGRESSIVE_JPEG_BYTES_PER_PIXEL = 9.2
+_JPEG_PROGRESSIVE_SOF = {0xC2, 0xC6, 0xCA, 0xCE}
+_JPEG_OTHER_SOF = {0xC0, 0xC1, 0xC3, 0xC5, 0xC7, 0xC9, 0xCB, 0xCD, 0xCF}
 
 
 def _format_of(head):
@@ -134,7 +141,26 @@ def read_header(file):
     width, height = size
     if width <= 0 or height <= 0:
         return None
-    return ImageHeader(fmt, width, height, _DECODE_BYTES_PER_PIXEL[fmt])
+    per_pixel = _DECODE_BYTES_PER_PIXEL[fmt]
+    if fmt == 'jpeg' and _jpeg_is_progressive(file):
+        per_pixel = _PROGRESSIVE_JPEG_BYTES_PER_PIXEL
+    return ImageHeader(fmt, width, height, per_pixel)
+
+
+def _jpeg_is_progressive(file, most_segments=1000):
+    """Whether the JPEG's frame header (SOFn) is a progressive one, walking the marker segments
+    by their lengths from the start of the file (an EXIF block before it can be 64 kB long)."""
+    file.seek(2)
+    for _ in range(most_segments):
+        marker = file.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF:
+            return False
+        if marker[1] in _JPEG_PROGRESSIVE_SOF:
+            return True
+        if marker[1] in _JPEG_OTHER_SOF or marker[1] in (0xDA, 0xD9):  # SOS, EOI: no frame
+            return False
+        file.seek(int.from_bytes(marker[2:], 'big') - 2, io.SEEK_CUR)
+    return False
 
 
 def header_of_bytes(data):
@@ -223,15 +249,25 @@ def _amount(count):
     return f'{count / 1e6:.0f} MB' if count >= 1e6 else f'{count / 1e3:.0f} kB'
 
 
+def _choices(*options):
+    """'a, b, or c' of the options given (None and False left out)."""
+    given = [option for option in options if option]
+    return given[0] if len(given) == 1 else ', '.join(given[:-1]) + ', or ' + given[-1]
+
+
 @dataclass(frozen=True)
 class PixelLimit:
     """Which pictures may be decoded: at most `max_pixels`, and no more memory than is available.
 
     The memory a picture needs is its file, its decode (per format), and `after_decode` bytes per
     pixel for what the caller does with it next (a full-size canvas through the network in COCO
-    evaluation; a drawing in the picture demo; nothing for a server that only decodes).
-    `task` says that in the message, and `raise_with` names how the user of the command at hand
-    raises the limit (None: only shrinking the picture is suggested).
+    evaluation; a drawing in the picture demo; nothing for a server that only decodes), times
+    `copies`: how many pictures of this size the caller may hold at once (a batch of one canvas
+    size; one per decoding thread), which `copies_why` says in the message and `fewer_with`
+    (an option) lowers. `task` says what follows the decode, and `raise_with` names how the user
+    of the command at hand raises the limit (None: only shrinking the picture is suggested).
+    `max_side` refuses a longer side, for the reason `max_side_why` gives (the demo writes JPEG).
+    `other_advice` is what else the user can do, in the terms of the command at hand.
     """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -239,23 +275,46 @@ class PixelLimit:
     task: str = 'decode'
     raise_with: str = None
     check_memory: bool = True
+    copies: int = 1
+    copies_why: str = ''
+    fewer_with: str = None
+    max_side: int = None
+    max_side_why: str = ''
+    other_advice: str = None
 
     def needed_bytes(self, header, file_bytes=0):
-        return file_bytes + header.pixels * (header.decode_bytes_per_pixel + self.after_decode)
+        return self.copies * (file_bytes + header.pixels * (header.decode_bytes_per_pixel
+                                                            + self.after_decode))
 
     def check(self, path, header, file_bytes=0):
         """Raise BadImageError when the picture `header` describes may not be decoded."""
+        if self.max_side is not None and max(header.width, header.height) > self.max_side:
+            raise BadImageError(path, f'{header.width}x{header.height} pixels: a side over '
+                                f'{self.max_side} pixels, {self.max_side_why}: shrink the picture')
         needed = self.needed_bytes(header, file_bytes)
         megapixels = f' ({header.pixels / 1e6:.1f} MP)' if header.pixels >= 1e5 else ''
+        together = (f', {self.copies} pictures of this size at once ({self.copies_why})'
+                    if self.copies > 1 else '')
+        each = ' each' if self.copies > 1 else ''
         what = (f'{header.width}x{header.height} pixels{megapixels} would need about '
-                f'{_amount(needed)} of memory to {self.task} '
-                f'({needed / header.pixels:.0f} bytes per pixel)')
+                f'{_amount(needed)} of memory to {self.task}{together} '
+                f'({needed / self.copies / header.pixels:.0f} bytes per pixel{each})')
         if header.pixels > self.max_pixels:
-            advice = (f'shrink the picture, or raise {self.raise_with} if this machine has the '
-                      'memory' if self.raise_with else 'shrink the picture')
+            advice = _choices('shrink the picture', self.other_advice, self.raise_with and (
+                f'raise {self.raise_with} if this machine has the memory'))
             raise BadImageError(path, f'{what}; that is over the limit of '
                                 f'{self.max_pixels / 1e6:g} MP: {advice}')
         available = available_memory() if self.check_memory else None
         if available is not None and needed > available:
+            advice = _choices('shrink the picture', self.other_advice,
+                              self.copies > 1 and self.fewer_with and f'lower {self.fewer_with}',
+                              'free memory')
             raise BadImageError(path, f'{what}, more than the {_amount(available)} available '
-                                'now: shrink the picture, or free memory')
+                                f'now: {advice}')
+
+    def in_batch(self, count):
+        """This limit for a picture run with `count` others of its canvas size at once."""
+        if count <= 1 or self.copies_why:  # the caller already counted what is in flight
+            return self
+        return dataclasses.replace(self, copies=count, copies_why='the images of its batch, '
+                                   'which share its canvas size')

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .backends import open_backend, resolve_backend_name
-from .errors import UserError
+from .errors import UserError, option_name
 from .fileio import write_json
 from .pipeline import Detector, detect_records
 from .preprocess import PixelLimit
@@ -65,15 +65,24 @@ def run(args):
 
 def image_limit(args, backend, full_size):
     """The preprocess.PixelLimit for this run's pictures: --max_pixels, and the memory they
-    need: at full size (COCO) the backend's network too; in the demo the picture is shrunk
-    before the network, so its drawing is what follows the decode."""
+    need: at full size (COCO) the backend's network too, for each image of a batch (the loader
+    counts the batch: dataset.ImageReader); in the demo the picture is shrunk before the
+    network, so its drawing is what follows the decode, for as many pictures as there are
+    decoding threads, and a side JPEG cannot hold is refused before detection."""
     if full_size:
         return PixelLimit(int(args.max_pixels), after_decode=backend.host_bytes_per_pixel,
                           task=f'decode and run at full size on {backend.name}',
-                          raise_with='--max_pixels')
-    from .demo import DRAWING_BYTES_PER_PIXEL
+                          raise_with='--max_pixels',
+                          fewer_with=option_name('--batchsize', 'BATCHSIZE'))
+    from .dataset import default_workers
+    from .demo import DRAWING_BYTES_PER_PIXEL, JPEG_MAX_SIDE
+    threads = default_workers() if args.workers is None else args.workers
     return PixelLimit(int(args.max_pixels), after_decode=DRAWING_BYTES_PER_PIXEL,
-                      task='decode and draw', raise_with='--max_pixels')
+                      task='decode and draw', raise_with='--max_pixels',
+                      copies=max(threads, 1), copies_why=f'one per decoding thread, --workers '
+                                                         f'{threads}', fewer_with='--workers',
+                      max_side=JPEG_MAX_SIDE, max_side_why='more than a JPEG can hold, and the '
+                                                           'demo writes its pictures as JPEG')
 
 
 class LocalDetection:
@@ -86,9 +95,12 @@ class LocalDetection:
         self.name, self.classes, self.batchsize = self.backend.name, self.backend.classes, \
             args.batchsize
 
+    @property
+    def precision(self):
+        return self.backend.describe().get('precision')
+
     def summary(self):
-        return (f'backend {self.name} ({self.backend.describe().get("precision", "")}), '
-                f'batch {self.batchsize}')
+        return f'backend {self.name} ({self.precision or ""}), batch {self.batchsize}'
 
     def describe(self):
         return self.backend.describe()
@@ -108,6 +120,10 @@ class ServerDetection:
         self.served, self.args = served, args
         self.concurrency = args.concurrency or max(served.max_batch, 1)
         self.name, self.classes, self.batchsize = 'server', served.classes, served.max_batch
+
+    @property
+    def precision(self):
+        return self.served.served.get('precision')
 
     def summary(self):
         backend = self.served.served
@@ -142,8 +158,10 @@ def server_detection(args):
     return ServerDetection(ServedDetector(args.server), args)
 
 
-def default_record(args, mode, name, batchsize):
-    return args.record or f'results/{mode}_{name}_bs{batchsize}.json'
+def default_record(args, mode, name, precision, batchsize):
+    """--record, else results/<mode>_<backend>_<precision>_bs<B>.json: an FP32 and an INT8 run on
+    one backend keep their own records (the scripts pass their own --record, by run kind)."""
+    return args.record or f'results/{mode}_{name}_{precision or "unknown"}_bs{batchsize}.json'
 
 
 def _write_record(path, record):
@@ -204,12 +222,14 @@ def run_accuracy(detection, args):
                   times=timer.to_dict(),
                   canvas_shapes={f'{h}x{w}': n for (h, w), n in sorted(detections.shapes.items())},
                   bad_images=[dict(path=b.path, reason=b.reason) for b in detections.bad])
-    _write_record(default_record(args, 'accuracy', detection.name, detection.batchsize), record)
+    _write_record(default_record(args, 'accuracy', detection.name, detection.precision,
+                                 detection.batchsize), record)
+    target = option_name(f'--acc_target {args.acc_target}', f'ACC_TARGET={args.acc_target}')
     if args.acc_target is not None and shown['mAP'] < args.acc_target:
-        print(f'FAIL: AP {shown["mAP"]:.{AP_DECIMALS}f} is below --acc_target {args.acc_target}')
+        print(f'FAIL: AP {shown["mAP"]:.{AP_DECIMALS}f} is below {target}')
         return 1
     if args.acc_target is not None:
-        print(f'PASS: AP {shown["mAP"]:.{AP_DECIMALS}f} meets --acc_target {args.acc_target}')
+        print(f'PASS: AP {shown["mAP"]:.{AP_DECIMALS}f} meets {target}')
     return 0
 
 
@@ -290,7 +310,8 @@ def run_performance(detector, args):
     record = dict(mode='performance', backend=backend.describe(), environment=environment(),
                   gpu_clocks=gpu_clocks(), batchsize=batch, warmup=dataclasses.asdict(warmup),
                   iterations=dataclasses.asdict(timed), tiers=tiers)
-    _write_record(default_record(args, 'performance', backend.name, batch), record)
+    _write_record(default_record(args, 'performance', backend.name,
+                                 backend.describe().get('precision'), batch), record)
     if args.fps_target is not None and tiers['engine']['fps'] < args.fps_target:
         print(f'FAIL: engine FPS {format_fps(tiers["engine"]["fps"])} is below --fps_target '
               f'{args.fps_target}')

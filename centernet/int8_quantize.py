@@ -35,12 +35,13 @@ from pathlib import Path
 import numpy as np
 
 from . import onnx_export as ox
+from .calibration_set import (CALIB_BATCH, GATE_IMAGES, calibration_limit,  # noqa: F401
+                              calibration_records)
 from .errors import UserError
 
 CALIBRATION_METHODS = ('minmax', 'entropy', 'percentile')
 DEFAULT_METHOD = 'minmax'
 DEFAULT_CALIB_IMAGES = 128
-CALIB_BATCH = 4
 PERCENTILE = 99.999
 FLAVOURS = ('tensorrt', 'cpu')
 # What the tensorrt flavour quantizes: the weighted ops, the residual Adds and MaxPool (whose
@@ -51,25 +52,17 @@ METADATA_FLAVOUR = 'centernet.int8_flavour'
 METADATA_CALIBRATION = 'centernet.int8_calibration'
 
 
-def calibration_records(calib_dir, limit):
-    """The first `limit` images of a COCO-layout folder (its annotation file's order; its
-    categories do not matter) or of a folder of images (sorted by name)."""
-    from .dataset import ANNOTATION_FILE, CocoImageSet, FolderImageSet
-    folder = Path(calib_dir)
-    if not folder.is_dir():
-        raise UserError(f'--calib {folder}: not a folder; pass a COCO-layout folder (as '
-                        '--datasets) or a folder of images')
-    images = CocoImageSet(folder, None) if (folder / ANNOTATION_FILE).is_file() \
-        else FolderImageSet(folder)
-    if limit < 1:
-        raise UserError(f'--calib_images must be at least 1, got {limit}')
-    return images.records[:limit]
 
 
-GATE_IMAGES = 8
+def left_out(bad, shown=3):
+    """'a.jpg (its reason), ...' of dataset.BadImage entries, for a log line."""
+    from .report import printable
+    more = f' and {len(bad) - shown} more' if len(bad) > shown else ''
+    return ', '.join(f'{printable(b.path)} ({b.reason})' for b in bad[:shown]) + more
 
 
-def gate_inputs(calib_dir, spec, calib_images, count=GATE_IMAGES, batch_size=CALIB_BATCH):
+def gate_inputs(calib_dir, spec, calib_images, count=GATE_IMAGES, batch_size=CALIB_BATCH,
+                method=DEFAULT_METHOD):
     """Check inputs for the INT8 precision gate, from the calibration folder: the `count` images
     that follow the calibrated ones, topped up from the first calibrated ones where the folder
     has fewer, as canvas batches made the way inference makes them.
@@ -78,7 +71,8 @@ def gate_inputs(calib_dir, spec, calib_images, count=GATE_IMAGES, batch_size=CAL
     trained model has never seen drives activations past those ranges (they clip, by design), so
     the gate judges INT8 on the calibration folder's own kind of images.
     Returns ([(canvases uint8 (B,H,W,3), borders float32 (B,4)), ...], a few words on which
-    images they are). Unreadable images are left out; none left is a UserError."""
+    images they are). Unreadable images, and those over calibration_limit(`method`), are left
+    out and named there; none left is a UserError."""
     import dataclasses
     from .dataset import make_loader
     from .preprocess import CenterCanvas
@@ -87,18 +81,21 @@ def gate_inputs(calib_dir, spec, calib_images, count=GATE_IMAGES, batch_size=CAL
     # re-indexed: the loader finds a record by its index, its position in the list it is given
     chosen = [dataclasses.replace(record, index=position) for position, record in
               enumerate(held_out + records[:calib_images][:count - len(held_out)])]
-    inputs, images = [], 0
-    for loaded in make_loader(chosen, CenterCanvas(spec), batch_size, workers=0):
+    inputs, images, bad = [], 0, []
+    for loaded in make_loader(chosen, CenterCanvas(spec), batch_size, workers=0,
+                              limit=calibration_limit(method)):
+        bad += loaded.bad
         for part in loaded.batches:
             inputs.append((part.canvases.numpy(), part.borders.numpy()))
             images += len(part.indices)
     if not inputs:
         raise UserError(f'--calib {calib_dir}: none of the {len(chosen)} images the INT8 '
-                        'precision gate checks could be read')
+                        f'precision gate checks could be read: {left_out(bad)}')
     topped_up = len(chosen) - len(held_out)
     which = f'{len(held_out)} after the {min(calib_images, len(records))} calibrated on' + (
         f', and {topped_up} of those: the folder has no more' if topped_up else '')
-    return inputs, f'{images} images of {calib_dir} ({which})'
+    skipped = f'; left out {left_out(bad)}' if bad else ''
+    return inputs, f'{images} images of {calib_dir} ({which}){skipped}'
 
 
 class CanvasReader:
@@ -108,13 +105,13 @@ class CanvasReader:
     (extra option CalibStridedMinMax), so the activations of the whole set are never held at once.
     """
 
-    def __init__(self, records, spec, batch_size=CALIB_BATCH):
+    def __init__(self, records, spec, batch_size=CALIB_BATCH, limit=None):
         from .dataset import ImageReader, canvas_batches, paste_batch
         from .preprocess import CenterCanvas
         self.canvas = CenterCanvas(spec)
-        self.reader = ImageReader(records)
         self.paste_batch = paste_batch
         self.batches = canvas_batches(records, self.canvas, batch_size)
+        self.reader = ImageReader(records, limit=limit, batches=self.batches)
         self.bad, self.images = [], 0
         self.set_range(0, len(self.batches))
 
@@ -222,7 +219,7 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
     if meta.get('centernet.precision', 'fp32') != 'fp32':
         raise UserError(f'{fp32_path} is not the FP32 export: INT8 calibrates the FP32 graph')
     records = calibration_records(calib_dir, calib_images)
-    reader = CanvasReader(records, spec)
+    reader = CanvasReader(records, spec, limit=calibration_limit(method))
     keep = ox.fp32_islands(proto)
     activation_type, op_types, options = _flavour_options(flavour)
     start = time.perf_counter()
@@ -239,7 +236,10 @@ def quantize_int8(fp32_path, int8_path, calib_dir, calib_images=DEFAULT_CALIB_IM
         seconds = time.perf_counter() - start
         if reader.images == 0:
             raise UserError(f'--calib {calib_dir}: none of the {len(records)} images could be '
-                            'read, nothing to calibrate on')
+                            f'read, nothing to calibrate on: {left_out(reader.bad)}')
+        if reader.bad:
+            log(f'int8: calibration left out {len(reader.bad)} of the {len(records)} images: '
+                f'{left_out(reader.bad)}')
         quantized = onnx.load(str(quantized_path))
     moved = _tensorrt_placement(quantized) if flavour == 'tensorrt' else 0
     calibration = dict(method=method, flavour=flavour, images=reader.images,

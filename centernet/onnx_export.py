@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .config import CenterNetSpec
 from .errors import UserError
@@ -106,6 +105,7 @@ def export_fp32(model, path, opset=DEFAULT_OPSET, static_shape=None, simplify=Tr
     renamed to `path` (export.py's precision gate); an exception there leaves `path` untouched.
     `gated=False` marks the graph as written without the gate (METADATA_GATE)."""
     import onnx
+    import torch
     from .model import CenterNetWithDecode
     batch, height, width = static_shape or (1, 512, 672)
     inputs = (torch.zeros((batch, height, width, 3), dtype=torch.uint8),)
@@ -371,6 +371,7 @@ def run_onnxruntime(path, canvases, borders=None):
 
 def run_torch(model, canvases, borders=None):
     """The same outputs from the PyTorch model (with decode when `borders` is given)."""
+    import torch
     from .model import CenterNetWithDecode
     with torch.no_grad():
         if borders is None:

@@ -6,12 +6,19 @@ canvas stays uint8: a quarter of the bytes to copy to an accelerator, and exact 
 """
 
 import os
+import tempfile
 
 import cv2
 import numpy as np
 
 from .image_header import (IMAGE_SUFFIXES, BadImageError, PixelLimit,  # noqa: F401
                            header_of_bytes, jpeg_is_complete, read_header)
+
+# OpenCV logs its decoders' complaints ("[ WARN:0@0.1] ... TIFFRGBAImageOK: Sorry, can not handle
+# images with 64-bit samples") on stderr, around the kit's own one-line refusal of the file.
+# OpenCV 5 has the call in cv2.utils.logging, OpenCV 4.11 (requirements-serve.txt) as cv2.setLogLevel.
+_logging = getattr(getattr(cv2, 'utils', None), 'logging', cv2)
+_logging.setLogLevel(0)  # LOG_LEVEL_SILENT
 
 # The limit decode_image and read_image apply when the caller passes none; a program may replace
 # it (the CLIs pass their own, with --max_pixels and what they do with the picture next).
@@ -72,8 +79,24 @@ def _decode(data, path, header):
     except MemoryError:
         raise BadImageError(path, 'not enough memory to decode it') from None
     if image is None:
-        raise BadImageError(path, _UNREADABLE)
+        raise BadImageError(path, _UNREADABLE if _has_decoder(data) else _no_decoder(header))
     return image
+
+
+def _has_decoder(data):
+    # cv2.haveImageReader looks at a file's signature only: the first bytes are enough.
+    with tempfile.NamedTemporaryFile(suffix='.img') as head:
+        head.write(data[:64])
+        head.flush()
+        return cv2.haveImageReader(head.name)
+
+
+def _no_decoder(header):
+    # OpenCV 4.11 (what requirements-serve.txt's numpy<2 allows) has no GIF or AVIF decoder;
+    # mmdet, which decodes with the same OpenCV, could not read the file either.
+    name = {'iso': 'AVIF'}.get(header.format, header.format.upper())
+    return (f'this OpenCV ({cv2.__version__}) has no {name} decoder: convert '
+            'the picture to PNG or JPEG')
 
 
 class CenterCanvas:

@@ -14,10 +14,9 @@ A folder is written under a temporary name and renamed when complete (fileio.ato
 a Ctrl-C, a kill or a full disk never leaves one that is taken for done; the digest of the
 generator's source in the path means that scenes an older generator wrote are never read.
 
-    python3 -m centernet.standin_demo SPLIT [--count N | --calib_images N]   prints the folder
+    python3 demo_scenes.py SPLIT [--count N | --calib_images N]   prints the folder (the scripts)
 """
 
-import argparse
 import hashlib
 import os
 from pathlib import Path
@@ -64,32 +63,10 @@ def scenes(split, count, root=None):
     return folder
 
 
-def _positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a whole number >= 1, got {text}')
-    return value
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('split', choices=sorted(standin_scenes.SPLIT_SEEDS))
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument('--count', type=_positive, help='how many scenes (default: the whole split)')
-    size.add_argument('--calib_images', type=_positive,
-                      help='as many as INT8 calibration of N images and its gate read')
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    from .int8_quantize import GATE_IMAGES
-    args = parse_args(argv)
-    count = (args.calib_images + GATE_IMAGES if args.calib_images
-             else args.count or standin_scenes.SPLIT_SIZES[args.split])
-    print(scenes(args.split, count))
-    return 0
-
-
-if __name__ == '__main__':
-    from common import run_main
-    run_main(main)
+def scenes_for(split, count=None, calib_images=None, root=None):
+    """scenes() of `split`: `count` scenes, or as many as INT8 calibration of `calib_images`
+    images and its precision gate read, or the whole split."""
+    from .calibration_set import GATE_IMAGES
+    count = (calib_images + GATE_IMAGES if calib_images
+             else count or standin_scenes.SPLIT_SIZES[split])
+    return scenes(split, count, root)

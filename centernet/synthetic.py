@@ -8,7 +8,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from coco_labels import COCO_CATEGORY_IDS, COCO_CLASSES
 
@@ -21,6 +20,7 @@ COCO_LIKE_SIZES = ((640, 480),) * 8 + ((480, 640),) * 4 + ((640, 427),) * 4 + ((
 def seeded_state_dict(model, seed=0):
     """Deterministic, well-scaled weights for `model` (mmdet key names): the heatmap is neither
     flat nor saturated, so decode, ties and top-k are exercised as with trained weights."""
+    import torch  # here: the scene writers below need no torch (the demo's scene cache)
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for name, tensor in sorted(model.state_dict().items()):
@@ -158,6 +158,7 @@ def calibrated_state_dict(model, seed=0, gamma_scale=1.0, head_scale=1.0, canvas
     gamma_scale multiplies every BN weight and head_scale the three heads' 3x3 conv weights (both
     within what trained networks show, e.g. 0.5-2), for varied yet sound weight sets.
     """
+    import torch
     import copy
     state = seeded_state_dict(model, seed)
     for name in state:

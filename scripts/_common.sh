@@ -8,6 +8,9 @@
 #   BATCHSIZE     images per batch (default 32 on a GPU, CPU_BATCHSIZE on the CPU)
 #   WARMUP, ITERATIONS, PERF_IMAGES, ACC_TARGET   passed on to inference.py when set
 #   DEMO_CACHE    where the bundled demo's generated scenes go (default ~/.cache/centernet-kit)
+#   RESULTS_DIR   where run records go (default results/; the demo's: RESULTS_DIR/standin-demo,
+#                 a checkpoint of yours on the demo's scenes: RESULTS_DIR/standin-scenes);
+#                 --record FILE among the extra arguments replaces the whole path
 #   PYTHON        interpreter (default python3)
 # With neither DATASETS_DIR nor a checkpoint (CHECKPOINT unset and the default one absent) the
 # scripts run the bundled demo: the trained stand-in checkpoint on its generated held-out scenes
@@ -35,6 +38,23 @@ GPU_BATCHSIZE=32
 CPU_BATCHSIZE=4
 
 die() { echo "error: $*" >&2; exit 2; }
+
+# The script's extra arguments (they go to inference.py) checked by inference.py's own parser
+# before any long work, so that a typo (--bogus) stops at once in one line instead of after an
+# export; the parser alone, no torch. `--help` shows inference.py's help and ends the script.
+check_extra_args() {
+  local status=0
+  "$PYTHON" -c 'import sys, inference
+try:
+    inference.parse_args(sys.argv[1:])
+except SystemExit as stop:
+    sys.exit(3 if stop.code in (0, None) else stop.code)' "$@" || status=$?
+  case "$status" in
+    0) ;;
+    3) exit 0 ;;
+    *) exit "$status" ;;
+  esac
+}
 
 require_positive_int() {  # NAME: the variable must be unset or a whole number >= 1 (>= 0 with 0)
   local name="$1" min="${2:-1}" value="${!1:-}"
@@ -68,6 +88,9 @@ validate_inputs() {
   else
     RUN=own-on-demo
   fi
+  if [ -n "${CHECKPOINT:-}" ]; then
+    [ -f "$CHECKPOINT" ] || die "CHECKPOINT=$CHECKPOINT: no such file: fix CHECKPOINT (the path of an mmdet CenterNet-R18 checkpoint .pth) or unset it"
+  fi
   CHECKPOINT="${CHECKPOINT:-$DEFAULT_CHECKPOINT}"
   [ -f "$CHECKPOINT" ] || die "checkpoint $CHECKPOINT not found; download it with: scripts/prepare.sh --only checkpoint (or set CHECKPOINT=/path/to/centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth)"
   [ -f "$CONFIG" ] || die "config $CONFIG not found in $ROOT: run the scripts from a complete clone"
@@ -79,7 +102,7 @@ validate_inputs() {
   fi
   EVAL_DIR="${DATASETS_DIR:-}" TARGET="${ACC_TARGET:-$target}"
   [ "$need_dataset" = yes ] && [ "$RUN" != coco ] || return 0
-  EVAL_DIR="$("$PYTHON" -m centernet.standin_demo test)"
+  EVAL_DIR="$("$PYTHON" demo_scenes.py test)"
   if [ "$RUN" = demo ]; then
     TARGET="${ACC_TARGET:-$STANDIN_TARGET}"
     echo "== it runs on the stand-in's 500 held-out test scenes (63x63, generated once into $EVAL_DIR); its target is its own, AP >= $STANDIN_TARGET (its recorded AP 0.6506 less 0.01), not COCO's $target${ACC_TARGET:+; here ACC_TARGET=$ACC_TARGET}"
@@ -87,6 +110,18 @@ validate_inputs() {
     TARGET="${ACC_TARGET:-}"
     echo "== no DATASETS_DIR: $CHECKPOINT runs on the bundled demo's 500 generated scenes (63x63 shapes, in $EVAL_DIR), not COCO: for COCO weights this AP means nothing, and no target applies unless ACC_TARGET is set; for COCO val2017: DATASETS_DIR=/data/coco scripts/prepare.sh --only coco"
   fi
+}
+
+# The run record inference.py writes: by run kind (COCO, the bundled demo, a checkpoint of
+# yours on the demo's scenes), then by script and backend, so that no run overwrites another's
+# (fp16_accuracy_onnxruntime_bs4.json, int8_performance_tensorrt_bs32.json, ...).
+record_path() {
+  local folder="${RESULTS_DIR:-results}" name="${CENTERNET_SCRIPT%.sh}"
+  case "$RUN" in
+    demo) folder="$folder/standin-demo" ;;
+    own-on-demo) folder="$folder/standin-scenes" ;;
+  esac
+  echo "$folder/${name#infer_centernet_}_${RECORD_BACKEND}_bs$BATCH.json"
 }
 
 # The performance scripts' word on the demo: what the FPS mean, and why the pipeline tier is out.
@@ -124,6 +159,7 @@ PY
 # Sets MODEL_ARGS (and BATCH, PERF_MODEL_ARGS, DEFAULT_PERF_IMAGES) and says which path runs.
 prepare_backend() {
   local backend="$1"
+  RECORD_BACKEND="$backend"
   DEFAULT_PERF_IMAGES=  # empty: inference.py's own pipeline-tier sample
   PERF_MODEL_ARGS=()    # what only the performance script adds
   BATCH="${BATCHSIZE:-$GPU_BATCHSIZE}"

@@ -28,7 +28,7 @@ validate_int8_inputs() {
   elif [ -n "${DATASETS_DIR:-}" ]; then
     CALIB="$DATASETS_DIR"
   else
-    CALIB="$("$PYTHON" -m centernet.standin_demo train --calib_images "${CALIB_IMAGES:-128}")"
+    CALIB="$("$PYTHON" demo_scenes.py train --calib_images "${CALIB_IMAGES:-128}")"
     if [ "$RUN" = demo ]; then
       echo "== calibration: the stand-in's first ${CALIB_IMAGES:-128} train scenes (generated once into $CALIB)"
     else
@@ -56,6 +56,7 @@ prepare_int8_backend() {
       esac
       flavour=cpu backend=onnxruntime BATCH="${BATCHSIZE:-$CPU_BATCHSIZE}" DEFAULT_PERF_IMAGES=64 ;;
   esac
+  RECORD_BACKEND="$backend"
   # Unchecked graphs (and their engines) have their own names: a later gated run never deletes
   # one, and a gated file is never taken for one.
   if [ "${INT8_UNCHECKED:-0}" = 1 ]; then unchecked=_unchecked; fi

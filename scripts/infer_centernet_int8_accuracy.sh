@@ -4,9 +4,10 @@
 # without it, the bundled demo (scripts/_common.sh). Extra arguments go to inference.py, e.g.
 # --save_json detections.json.
 source "$(dirname "$0")/_common.sh"
+check_extra_args "$@"
 source "$(dirname "$0")/_int8.sh"
 validate_inputs yes "$COCO_TARGET_INT8"
 validate_int8_inputs
 prepare_int8_backend
-exec "$PYTHON" inference.py "${MODEL_ARGS[@]}" --batchsize "$BATCH" \
+exec "$PYTHON" inference.py --record "$(record_path)" "${MODEL_ARGS[@]}" --batchsize "$BATCH" \
   --datasets "$EVAL_DIR" ${TARGET:+--acc_target "$TARGET"} "$@"

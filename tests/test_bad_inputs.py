@@ -267,6 +267,27 @@ def test_max_pixels_and_the_memory_available(capsys, tmp_path, onnx_paths, datas
                '--max_pixels must be at least 1, got 0')
 
 
+def test_the_memory_check_counts_the_whole_batch(capsys, tmp_path, onnx_paths, monkeypatch):
+    """Two 64 x 48 images share a canvas size, so at --batchsize 2 they are decoded and run
+    together: each fits the memory alone, the batch does not (the check was per picture, and
+    four 3 MP photos at batch 4 passed 1.0 GB available and peaked 1.5 GB above it)."""
+    write_coco_dataset(tmp_path / 'coco', ((64, 48), (64, 48)), seed=3)
+    first = sorted((tmp_path / 'coco' / 'images' / 'val2017').iterdir())[0]
+    one = first.stat().st_size + 64 * 48 * (6.2 + 108)  # file + JPEG decode + ONNX Runtime's
+    from centernet import image_header
+    monkeypatch.setattr(image_header, 'available_memory', lambda: int(1.5 * one))
+    fails_with(capsys, inference.main, _infer(onnx_paths, tmp_path / 'coco', '--batchsize', '2'),
+               f'{first}: 64x48 pixels would need about {2 * one / 1e3:.0f} kB of memory to '
+               'decode and run at full size on onnxruntime, 2 pictures of this size at once (the '
+               'images of its batch, which share its canvas size) (',
+               f'bytes per pixel each), more than the {1.5 * one / 1e3:.0f} kB available now: '
+               'shrink the picture, lower --batchsize, or free memory')
+    with pytest.raises(SystemExit) as code:
+        run_main(inference.main, _infer(onnx_paths, tmp_path / 'coco', '--batchsize', '1',
+                                        '--record', str(tmp_path / 'r.json')))
+    assert code.value.code == 0, capsys.readouterr().err
+
+
 @pytest.mark.parametrize('width, height', [(None, None), ('missing', 'missing'), (0, -5),
                                            ('640', 480.5)])
 def test_annotation_without_a_usable_size(capsys, tmp_path, onnx_paths, dataset, width, height):
@@ -476,6 +497,38 @@ def test_a_signal_wrapped_by_the_code_it_hit_is_still_a_clean_stop(capsys):
         raise RuntimeError('a bug, not a signal')
     with pytest.raises(RuntimeError, match='a bug'):
         run_main(plain_bug)
+
+
+def test_a_stop_reminder_during_the_normal_end_raises_nothing():
+    """A swallowed SIGTERM, then main returns normally: a reminder that lands while run_main's
+    __exit__ joins the reminder thread must not raise Stopped out of that `finally`. The handler
+    is called as the reminder's signal would call it; the reminder thread itself waits long."""
+    import common
+    stopping = common._StopOnSigterm()
+    stopping.REMIND_SECONDS = 600
+    stopping.__enter__()
+    try:
+        with pytest.raises(common.Stopped):
+            stopping.handle(signal.SIGTERM, None)  # the first SIGTERM, which a library swallows
+        stopping.done.set()                         # main returned: __exit__ has begun
+        stopping.handle(signal.SIGTERM, None)       # a reminder landing now: nothing raised
+    finally:
+        stopping.__exit__(None, None, None)
+    assert signal.getsignal(signal.SIGTERM) == stopping.previous
+
+
+def test_an_error_names_a_file_as_stdout_does(tmp_path):
+    """A name that is not UTF-8 (bad\\xff.jpg) showed as Python's surrogate bad\\udcff.jpg
+    in the error line while stdout printed bad\\xff.jpg."""
+    code = ('import os, sys; sys.path.insert(0, sys.argv[1]); from common import run_main; '
+            'from centernet.errors import UserError\n'
+            'def main(argv):\n'
+            '    raise UserError(os.fsdecode(b"bad\\xff.jpg") + ": empty file")\n'
+            'run_main(main)')
+    done = subprocess.run([sys.executable, '-c', code, str(ROOT)], capture_output=True,
+                          timeout=60, env=dict(os.environ, PYTHONIOENCODING='utf-8'))
+    assert done.returncode == 2
+    assert done.stderr == b'error: bad\\xff.jpg: empty file\n'
 
 
 SWALLOWING_MAIN = '''

@@ -214,3 +214,76 @@ def test_json_and_environment_values_read_as_mmengine_reads_them(tmp_path, monke
     assert read_config(path) == mmengine_reads(path) == {
         'x': {'a': 2, 'b': [1, 2], 'c': 'c'}, 'name': 'base', 'label': 'base', 'classes': 80,
         'root': '/data/coco'}
+
+
+@pytest.mark.parametrize('tail, line, construct', [
+    ('y = 1 / 0\n', 3, 'the arithmetic 1 / 0, which fails (ZeroDivisionError),'),
+    ('y = 2.0 ** 10000\n', 3, 'the arithmetic 2.0 ** 10000, which fails (OverflowError),'),
+    ('a = 10 ** 1000\nb = a * a * a\n', 4, 'a number this large'),
+    # the index is named by its source, not its 1001-digit value
+    ('a = 10 ** 1000\nb = [1][a * 10]\n', 4, 'the index a * 10, which its value does not have,'),
+    # tree size, not length: a million references to a million-character string
+    ("y = [['a' * 1000000] * 1000000] * 100\n", 3, 'a sequence this long'),
+    ('a = [0] * 500000\nb = [a, a, a, a, a]\n', 4, 'a value of more than 2,000,000 elements'),
+    ('a = [0] * 900000\nb = [0] * 900000\nc = [0] * 900000\n', 5,
+     'a config of more than 2,000,000 elements in all'),
+    ('y = ' + ' + '.join(['1'] * 600) + '\n', 3, 'an expression nested this deeply'),
+])
+def test_hostile_arithmetic_and_sizes_are_one_short_line(tmp_path, tail, line, construct):
+    """Each of these ended in a traceback (ZeroDivisionError, OverflowError, ValueError from the
+    huge number's repr) or took 26 s and 784 MB (shared references walked one by one)."""
+    path = write(tmp_path, 'hostile.py', "model = dict(type='CenterNet')\ny0 = 1\n" + tail)
+    with pytest.raises(UserError) as error:
+        read_config(path)
+    assert str(error.value).startswith(f'{path}:{line}: {construct} is not read: ')
+    assert len(str(error.value)) < 400
+
+
+def test_copies_of_a_large_base_value_are_counted(tmp_path):
+    write(tmp_path, 'b.py', 'x = [0] * 700000\n')
+    path = write(tmp_path, 'a.py', "_base_ = './b.py'\ny = [{{_base_.x}}, {{_base_.x}}, "
+                                   "{{_base_.x}}]\n")
+    with pytest.raises(UserError) as error:
+        read_config(path)
+    assert str(error.value) == (f'{path.absolute()}: more than 2,000,000 elements in all with its '
+                                '{{_base_.x}} values: the kit refuses a config this large')
+
+
+@pytest.mark.parametrize('override, message', [
+    ('model = dict(test_cfg=dict(topk=0))', 'model.test_cfg.topk=0 must be a whole number >= 1'),
+    ('model = dict(test_cfg=dict(topk=-5))', 'model.test_cfg.topk=-5 must be a whole number >= 1'),
+    # 80 classes x (32 / 4) ** 2 positions on the 32 x 32 canvas of a 1 x 1 picture
+    ('model = dict(test_cfg=dict(topk=5121))', 'model.test_cfg.topk=5121 is more than the 5120 '
+     'heatmap positions of the smallest canvas'),
+    ('model = dict(test_cfg=dict(local_maximum_kernel=2))',
+     'model.test_cfg.local_maximum_kernel=2 must be odd'),
+    ('model = dict(test_cfg=dict(local_maximum_kernel=0))',
+     'model.test_cfg.local_maximum_kernel=0 must be a whole number >= 1'),
+    ('model = dict(data_preprocessor=dict(mean=[1.0, 2.0]))',
+     'model.data_preprocessor.mean=[1.0, 2.0] must be 3 finite numbers, one per colour channel'),
+    ('model = dict(data_preprocessor=dict(std=[1, 0, 1]))',
+     'model.data_preprocessor.std=[1, 0, 1] must be 3 finite non-zero numbers'),
+    ('model = dict(bbox_head=dict(num_classes=1e999))',
+     'model.bbox_head.num_classes=inf must be a whole number >= 1'),
+    ('model = dict(bbox_head=dict(num_classes=0))',
+     'model.bbox_head.num_classes=0 must be a whole number >= 1'),
+    ('model = dict(bbox_head=dict(in_channels=32))',
+     "model.bbox_head.in_channels=32 must be the neck's last num_deconv_filters, 64"),
+    ("test_dataloader = dict(dataset=dict(pipeline=[dict(type='RandomCenterCropPad', "
+     "test_mode=True, test_pad_mode=['logical_or', -1])]))",
+     'RandomCenterCropPad test_pad_mode N=-1 must be a whole number >= 0'),
+    ("test_dataloader = dict(dataset=dict(pipeline=[dict(type='RandomCenterCropPad', "
+     "test_mode=True, test_pad_mode=['logical_or', 30])]))",
+     "RandomCenterCropPad test_pad_mode ['logical_or', 30] is not supported: N must be 2^k - 1"),
+    ("test_dataloader = dict(dataset=dict(pipeline=[dict(type='RandomCenterCropPad', "
+     "test_mode=True, test_pad_mode=['logical_or', 31], test_pad_add_pix=-1)]))",
+     'RandomCenterCropPad test_pad_add_pix=-1 must be a whole number >= 0'),
+])
+def test_values_the_model_cannot_run_are_refused_in_one_line(tmp_path, override, message):
+    """Each of these ended in an IndexError or RuntimeError in the model or decode, or (an even
+    max-pool kernel) was exported though mmdet's max-pool changes the heatmap's size with it."""
+    path = write(tmp_path, 'variant.py', f"_base_ = '{CONFIG}'\n{override}\n")
+    with pytest.raises(UserError) as error:
+        load_spec(path)
+    assert str(error.value).startswith(f'{path}: {message}')
+    assert '\n' not in str(error.value)

@@ -220,3 +220,34 @@ def test_end2end_fp16_keeps_decode_fp32_and_is_refused_by_the_backends(end2end_p
     assert {'TopK', 'MaxPool', 'Sigmoid'} <= {ops[name] for name in kept if name in ops}
     with pytest.raises(UserError, match='is an end-to-end ONNX .* export again without --end2end'):
         OrtBackend(end2end_paths['fp32'])
+
+
+def test_a_reuse_imports_neither_torch_nor_onnx(onnx_paths, checkpoint_path):
+    """The scripts ask export.py --if-stale on every run: a reuse compares sha256s with the
+    report, and took 1.5 s of CPU importing torch to do it."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    code = ('import sys; sys.path.insert(0, sys.argv[1]); import export; '
+            'code = export.main(sys.argv[2:]); '
+            'print(code, [m for m in ("torch", "onnx", "onnxruntime") if m in sys.modules])')
+    done = subprocess.run([sys.executable, '-c', code, str(ROOT), '--weight',
+                           str(checkpoint_path), '--cfg', str(CONFIG), '--output',
+                           str(onnx_paths['fp32']), '--precision', 'both', '--if-stale'],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 'reusing the both export' in done.stdout and done.stdout.splitlines()[-1] == '0 []'
+
+
+def test_a_missing_output_folder_is_found_before_the_export(tmp_path, checkpoint_path, capsys,
+                                                            monkeypatch):
+    """It was found after the model was loaded and traced (7.6 s)."""
+    import export
+    from common import run_main
+    monkeypatch.setattr(ox, 'export_fp32', lambda *a, **k: pytest.fail('traced the model'))
+    with pytest.raises(SystemExit) as code:
+        run_main(export.main, ['--weight', str(checkpoint_path), '--output',
+                               str(tmp_path / 'none' / 'm.onnx')])
+    assert code.value.code == 2
+    assert capsys.readouterr().err.strip() == (f'error: output folder {tmp_path / "none"} does '
+                                               'not exist: create it or choose another path')

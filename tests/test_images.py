@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,6 +29,18 @@ def encode(suffix, image, *params):
     ok, data = cv2.imencode(suffix, image, list(params))
     assert ok, suffix
     return data.tobytes()
+
+
+# OpenCV 4.11 (the serving venv's, for numpy<2) has neither a GIF nor an AVIF codec; OpenCV 5
+# has both. The files of a format this OpenCV cannot write are left out, and their tests skipped.
+UNWRITABLE = {name for name, suffix in (('rgb.gif', '.gif'), ('rgb.avif', '.avif'))
+              if not cv2.haveImageWriter(f'x{suffix}')}
+
+
+def writable(*names):
+    return [pytest.param(name, marks=pytest.mark.skipif(
+        name in UNWRITABLE, reason=f'OpenCV {cv2.__version__} cannot write {name}'))
+        for name in names]
 
 
 def photo(height=61, width=83, channels=3, dtype=np.uint8):
@@ -131,7 +144,6 @@ def valid_files():
         '16-bit.tif': encode('.tif', photo(dtype=np.uint16)),
         'lossy.webp': encode('.webp', rgb, cv2.IMWRITE_WEBP_QUALITY, 80),
         'lossless.webp': encode('.webp', rgb, cv2.IMWRITE_WEBP_QUALITY, 101),
-        'rgb.gif': encode('.gif', rgb),
         'rgb.ppm': encode('.ppm', rgb),
         'gray.pgm': encode('.pgm', photo(channels=1)),
         'bitmap.pbm': encode('.pbm', (photo(channels=1) > 127).astype(np.uint8) * 255),
@@ -139,9 +151,11 @@ def valid_files():
         'float.pfm': encode('.pfm', photo(dtype=np.float32)),
         'sun.ras': encode('.ras', rgb),
         'radiance.hdr': encode('.hdr', photo(dtype=np.float32)),
-        'rgb.avif': encode('.avif', rgb),
         'rgb.jp2': encode('.jp2', photo(96, 128)),
     }
+    for name, suffix in (('rgb.gif', '.gif'), ('rgb.avif', '.avif')):
+        if name not in UNWRITABLE:
+            files[name] = encode(suffix, rgb)
     gray = photo(channels=1)
     palette = [v for i in range(16) for v in (i * 16, 255 - i * 16, i * 8)]
     files['palette.png'] = png_of_rows(83, 61, 3, gray // 16, palette=palette)
@@ -164,16 +178,18 @@ def test_every_folder_suffix_is_a_format_this_opencv_reads(valid_files, tmp_path
     format OpenCV has a decoder for (cv2.haveImageReader looks at the file's signature)."""
     assert sorted(SUFFIX_EXAMPLE) == sorted(IMAGE_SUFFIXES)
     for suffix, example in SUFFIX_EXAMPLE.items():
+        if example in UNWRITABLE:
+            continue  # no such file to look at; test_a_format_without_a_decoder_here_is_named
         assert cv2.haveImageReader(str(_written(tmp_path / f'x{suffix}', valid_files[example])))
 
 
-@pytest.mark.parametrize('name', [
+@pytest.mark.parametrize('name', writable(
     'baseline.jpg', 'progressive.jpg', 'gray.jpg', 'exif-rotated.jpg', 'exif-thumbnail.jpg',
     'motion-photo.jpg', 'trailing-zeros.jpg', 'rgb.png', 'rgba.png', '16-bit.png', 'gray.png',
     'one-pixel.png', 'tall-3x5000.png', 'wide-5000x3.jpg', 'rgb.bmp', 'rgb.tif', '16-bit.tif',
     'lossy.webp', 'lossless.webp', 'rgb.gif', 'rgb.ppm', 'gray.pgm', 'bitmap.pbm', 'rgb.pam',
     'float.pfm', 'sun.ras', 'radiance.hdr', 'rgb.avif', 'rgb.jp2', 'palette.png',
-    'gray-alpha.png', 'png-named.jpg'])
+    'gray-alpha.png', 'png-named.jpg'))
 def test_valid_files_decode_as_mmdet_does(valid_files, tmp_path, name):
     """Same pixels as mmcv.imfrombytes (cv2.imdecode IMREAD_COLOR); the header's size is the
     decoded one (EXIF rotation included), from bytes and from a file alike."""
@@ -188,6 +204,25 @@ def test_valid_files_decode_as_mmdet_does(valid_files, tmp_path, name):
     path = tmp_path / name
     path.write_bytes(data)
     assert np.array_equal(read_image(path), truth)
+
+
+# The smallest GIF: 1 x 1, a 2-colour global palette, one LZW-coded pixel (GIF89a, section 22).
+ONE_PIXEL_GIF = (b'GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00'
+                 b',\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;')
+
+
+def test_a_format_without_a_decoder_here_is_named(tmp_path):
+    """Where the installed OpenCV has no decoder for a well-formed file's format (4.11: GIF),
+    the refusal says so and what to do, instead of calling the file corrupt."""
+    path = _written(tmp_path / 'one.gif', ONE_PIXEL_GIF)
+    if cv2.haveImageReader(str(path)):
+        decoded = read_image(path)  # and then it is read like any picture
+        assert decoded.shape == (1, 1, 3) and np.array_equal(decoded, cv2.imread(str(path)))
+        return
+    with pytest.raises(BadImageError) as refusal:
+        read_image(path)
+    assert refusal.value.reason == (f'this OpenCV ({cv2.__version__}) has no GIF decoder: '
+                                    'convert the picture to PNG or JPEG')
 
 
 def test_a_motion_photo_is_the_jpeg_it_starts_with(valid_files):
@@ -370,8 +405,10 @@ def test_demo_on_a_folder_of_odd_files(tmp_path, onnx_paths, valid_files):
     folder = tmp_path / 'in'
     folder.mkdir()
     inputs = {'photo.jpg': valid_files['baseline.jpg'], 'photo.png': valid_files['rgb.png'],
-              'Photo.webp': valid_files['lossy.webp'], 'anim.gif': valid_files['rgb.gif'],
+              'Photo.webp': valid_files['lossy.webp'], 'anim.gif': valid_files.get('rgb.gif'),
               'broken.jpg': valid_files['baseline.jpg'][:300], 'notes.txt': b'not a picture'}
+    if inputs['anim.gif'] is None:  # an OpenCV without GIF (test_a_format_without_a_decoder_...)
+        del inputs['anim.gif']
     for name, data in inputs.items():
         _written(folder / name, data)
     latin1 = os.fsdecode(b'caf\xe9.png')  # a Latin-1 name: not UTF-8
@@ -395,7 +432,7 @@ def test_demo_on_a_folder_of_odd_files(tmp_path, onnx_paths, valid_files):
     broken = listing.pop(os.fsencode(folder / 'broken.jpg'))
     assert broken['annotated'] is None and broken['skipped'].startswith('truncated JPEG')
     pictures = [entry['annotated'] for entry in listing.values()]
-    assert len(set(p.lower() for p in pictures)) == len(pictures) == 5  # one per input
+    assert len(set(p.lower() for p in pictures)) == len(pictures) == len(listing)  # one each
     assert {os.path.basename(listing[os.fsencode(folder / name)]['annotated'])
             for name in ('photo.jpg', 'photo.png', 'Photo.webp')} == \
         {'photo_jpg.jpg', 'photo_png.jpg', 'Photo_webp.jpg'}
@@ -403,7 +440,7 @@ def test_demo_on_a_folder_of_odd_files(tmp_path, onnx_paths, valid_files):
         # read_image, not cv2.imread: OpenCV 5's imread crashes on a name that is not UTF-8
         drawn, original = read_image(entry['annotated']), read_image(os.fsdecode(file))
         assert drawn.shape == original.shape and len(entry['detections']) == 100
-    assert f'wrote 5 picture(s)' in stdout
+    assert f'wrote {len(pictures)} picture(s)' in stdout
 
 
 def test_demo_will_not_draw_over_its_inputs(capsys, tmp_path, onnx_paths, valid_files):
@@ -444,3 +481,178 @@ def test_the_memory_left_under_a_containers_limit(tmp_path, membership, files, r
         (tmp_path / name).write_text(text + '\n')
     (tmp_path / 'cgroup').write_text(membership)
     assert image_header._cgroup_room(tmp_path / 'cgroup', tmp_path) == room
+
+
+# --- the picture demo: what it cannot write, and all-or-nothing output ---------------------------
+
+def _demo(capsys, onnx_paths, images, out, *extra):
+    """inference.py --images as a user runs it: (exit code, stdout, stderr)."""
+    import inference
+    from common import run_main
+    with pytest.raises(SystemExit) as code:
+        run_main(inference.main, ['--engine', str(onnx_paths['fp32']), '--images', str(images),
+                                  '--out', str(out), '--quiet', '--workers', '0', *extra])
+    captured = capsys.readouterr()
+    return code.value.code, captured.out, captured.err
+
+
+def _files_under(folder):
+    return sorted(p.relative_to(folder) for p in folder.rglob('*') if p.is_file()) \
+        if folder.exists() else []
+
+
+@pytest.fixture
+def wide_folder(tmp_path, valid_files):
+    """Two ordinary pictures around a valid 3 x 70000 PNG, which passes --max_pixels (0.2 MP)
+    but has a side longer than a JPEG (the demo's output) can hold; and, with a picture's
+    suffix, a folder and a link to nothing, which the demo must name as left out."""
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    _written(folder / 'a.jpg', valid_files['baseline.jpg'])
+    _written(folder / 'b_wide.png', encode('.png', np.full((3, 70000, 3), 200, np.uint8)))
+    _written(folder / 'c.png', valid_files['rgb.png'])
+    (folder / 'dir.jpg').mkdir()
+    (folder / 'gone.jpg').symlink_to(tmp_path / 'nothing.jpg')
+    return folder
+
+
+def test_demo_refuses_a_picture_jpeg_cannot_hold_before_detection(capsys, tmp_path, onnx_paths,
+                                                                  wide_folder):
+    """It used to pass the header check, be detected, and crash in cv2.imencode (AttributeError
+    on its failed result) with the pictures before it left in --out, even with --skip_bad_images."""
+    wide = wide_folder / 'b_wide.png'
+    out = tmp_path / 'out'
+    code, stdout, err = _demo(capsys, onnx_paths, wide_folder, out)
+    assert code == 2 and err.strip() == (
+        f'error: {wide}: 70000x3 pixels: a side over 65500 pixels, more than a JPEG can hold, and '
+        'the demo writes its pictures as JPEG: shrink the picture (use --skip_bad_images to count '
+        'it as an image without detections and go on)')
+    assert _files_under(out) == []
+    code, stdout, err = _demo(capsys, onnx_paths, wide_folder, out, '--skip_bad_images')
+    assert code == 0, err
+    assert 'ignored 2 entries named as a picture that are not a file: dir.jpg (a folder), ' \
+           'gone.jpg (a link to nothing)' in stdout
+    assert f'  {wide}: 70000x3 pixels: a side over 65500 pixels' in stdout
+    listing = json.loads((out / 'detections.json').read_text())
+    assert [(Path(e['file']).name, e['annotated'] and Path(e['annotated']).name) for e in listing] \
+        == [('a.jpg', 'a.jpg'), ('b_wide.png', None), ('c.png', 'c.jpg')]
+    assert _files_under(out) == [Path('a.jpg'), Path('c.jpg'), Path('detections.json')]
+
+
+def test_demo_writes_all_its_pictures_or_none(capsys, tmp_path, onnx_paths, wide_folder,
+                                              monkeypatch):
+    """A picture OpenCV cannot encode (its `ok` is now checked), and one that cannot be read a
+    second time for drawing, are skipped with --skip_bad_images; without it the run stops and
+    --out keeps nothing of this run, though a picture was encoded before."""
+    from centernet import demo
+    (wide_folder / 'b_wide.png').unlink()
+    real_imencode, real_read, calls = cv2.imencode, demo.read_image, []
+
+    def imencode(suffix, image, params):  # the second picture fails
+        calls.append(suffix)
+        return (False, None) if len(calls) > 1 else real_imencode(suffix, image, params)
+    monkeypatch.setattr(demo.cv2, 'imencode', imencode)
+    out = tmp_path / 'out'
+    code, _, err = _demo(capsys, onnx_paths, wide_folder, out)
+    assert code == 2 and err.strip() == (
+        f'error: {wide_folder / "c.png"}: OpenCV could not write its 83x61 picture as JPEG (use '
+        '--skip_bad_images to leave it out and go on)')
+    assert _files_under(out) == []
+
+    def read_image(path, limit=None):  # the file changed, or memory ran short, since the loader
+        if path.endswith('a.jpg'):
+            raise BadImageError(path, 'not a readable image (corrupt, truncated or unknown format)')
+        return real_read(path, limit)
+    monkeypatch.setattr(demo, 'read_image', read_image)
+    code, stdout, err = _demo(capsys, onnx_paths, wide_folder, out, '--skip_bad_images')
+    assert code == 0, err
+    assert f'  {wide_folder / "a.jpg"}: not a readable image' in stdout
+    assert f'  {wide_folder / "c.png"}: OpenCV could not write its 83x61 picture' in stdout
+    assert _files_under(out) == [Path('detections.json')]
+    assert [e['skipped'] is not None for e in json.loads((out / 'detections.json').read_text())] \
+        == [True, True]
+
+
+def test_demo_stopped_by_sigterm_leaves_no_pictures(tmp_path, onnx_paths):
+    """A real SIGTERM while the demo writes its pictures (the first is there, more follow): exit
+    2, the stop's one line, and nothing of the run in --out (its pictures used to stay, without
+    detections.json, under a message saying no partial output was written)."""
+    import signal
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(16):  # noise encodes slowly: each picture takes a while to write
+        _written(folder / f'p{index:02d}.png',
+                 encode('.png', rng.integers(0, 255, (900, 1200, 3), np.uint8)))
+    out = tmp_path / 'out'
+    run = subprocess.Popen([sys.executable, str(ROOT / 'inference.py'), '--engine',
+                            str(onnx_paths['fp32']), '--images', str(folder), '--out', str(out),
+                            '--quiet', '--workers', '0', '--max_canvas', '64'],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = ''
+    while ' -> ' not in first and run.poll() is None:  # the first picture is written
+        first = run.stdout.readline()
+    run.send_signal(signal.SIGTERM)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 2, first + stdout + stderr
+    assert stderr.strip() == ('error: stopped by SIGTERM: no partial output was written; run the '
+                              'command again to start over')
+    assert ' -> ' in first and 'wrote' not in stdout  # stopped while it wrote its pictures
+    assert _files_under(out) == []
+
+
+def test_demo_refuses_a_negative_max_boxes(capsys, tmp_path, onnx_paths, valid_files):
+    _written(tmp_path / 'a.jpg', valid_files['baseline.jpg'])
+    code, _, err = _demo(capsys, onnx_paths, tmp_path / 'a.jpg', tmp_path / 'out',
+                         '--max_boxes', '-1')
+    assert code == 2 and err.strip() == 'error: --max_boxes must be 0 (draw none) or more, got -1'
+
+
+def test_a_progressive_jpeg_is_estimated_with_its_coefficient_buffer(valid_files):
+    """libjpeg holds every DCT coefficient of a progressive JPEG (2 bytes x 64 per 8x8 block and
+    component: 6 bytes per pixel at 4:4:4) besides its output: measured 9.2 bytes per pixel in
+    all, where a baseline JPEG takes 6.2; found behind a 60 kB EXIF block too."""
+    header = image_header.header_of_bytes
+    assert header(valid_files['baseline.jpg']).decode_bytes_per_pixel == 6.2
+    assert header(valid_files['progressive.jpg']).decode_bytes_per_pixel == 9.2
+    assert header(with_app1(valid_files['progressive.jpg'], b'\0' * 60000)) \
+        .decode_bytes_per_pixel == 9.2
+
+
+def test_opencvs_own_log_lines_stay_off_stderr(tmp_path):
+    """OpenCV logged its decoders' complaints ([ WARN:0@0.01] ... PNG input buffer is
+    incomplete; [ERROR:0@0.01] ... TIFFFetchDirectory) around the kit's one-line refusal."""
+    image = np.full((40, 50, 3), 100, np.uint8)
+    for suffix in ('.png', '.tif'):
+        data = encode(suffix, image)
+        _written(tmp_path / f'cut{suffix}', data[:len(data) // 2])
+    code = ('import sys; sys.path.insert(0, sys.argv[1]); from centernet.preprocess import '
+            'BadImageError, read_image\n'
+            'for path in sys.argv[2:]:\n'
+            '    try:\n'
+            '        read_image(path)\n'
+            '    except BadImageError as exc:\n'
+            '        print(exc.reason)')
+    done = subprocess.run([sys.executable, '-c', code, str(ROOT), str(tmp_path / 'cut.png'),
+                           str(tmp_path / 'cut.tif')], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ['not a readable image (corrupt, truncated or unknown '
+                                        'format)'] * 2
+    assert done.stderr == ''
+
+
+def test_the_demo_counts_a_picture_per_decoding_thread(capsys, tmp_path, onnx_paths,
+                                                       valid_files, monkeypatch):
+    """The demo's threads each decode a full-size picture at once: a folder of large photos is
+    budgeted that way, and the message says what it assumed."""
+    _written(tmp_path / 'a.png', valid_files['rgb.png'])  # 83 x 61
+    one = len(valid_files['rgb.png']) + 83 * 61 * (6.2 + 2.0)  # file, decode, drawing
+    monkeypatch.setattr(image_header, 'available_memory', lambda: int(1.5 * one))
+    code, _, err = _demo(capsys, onnx_paths, tmp_path / 'a.png', tmp_path / 'out',
+                         '--workers', '2')
+    assert code == 2 and err.startswith(
+        f'error: {tmp_path / "a.png"}: 83x61 pixels would need about {2 * one / 1e3:.0f} kB of '
+        'memory to decode and draw, 2 pictures of this size at once (one per decoding thread, '
+        '--workers 2) (') and 'shrink the picture, lower --workers, or free memory' in err
+    code, _, err = _demo(capsys, onnx_paths, tmp_path / 'a.png', tmp_path / 'out',
+                         '--workers', '1')
+    assert code == 0, err

@@ -238,6 +238,17 @@ def test_switches_take_the_reference_spelling(argv, expected):
     assert inference.parse_args(argv).perf_only is expected
 
 
+@pytest.mark.parametrize('argv, check, simplify', [
+    (['--skip-check', 'True'], False, True), (['--skip_check', 'false'], True, True),
+    (['--no-simplify=false'], True, True), (['--no-simplify', 'yes', '--skip-check'], False, False),
+])
+def test_off_switches_take_the_reference_spelling_too(argv, check, simplify):
+    """store_false switches as well (`--skip-check True` was refused as an extra argument)."""
+    import export
+    args = export.parse_args(['--weight', 'w.pth', *argv])
+    assert (args.check, args.simplify) == (check, simplify)
+
+
 def test_switch_with_a_bad_value_is_refused(capsys):
     with pytest.raises(SystemExit) as code:
         inference.parse_args(['--perf_only=maybe'])
@@ -326,3 +337,18 @@ def test_max_side_of_build_engine_is_not_the_pictures_limit(capsys, onnx_paths):
     assert capsys.readouterr().err.strip() == (
         "error: inference.py has no --max_side (that is build_engine.py's profile limit): the "
         "pictures' limit is --max_canvas")
+
+
+def test_captions_of_boxes_at_the_top_edge_go_inside_them():
+    """A caption that does not fit above its box is drawn inside it, from its top edge: two
+    boxes near the top keep their captions apart (they used to pile up at y = 0)."""
+    from centernet.demo import Drawing, colour_for
+    image = np.zeros((120, 300, 3), np.uint8)
+    boxes = np.array([[10, 4, 100, 100], [150, 30, 290, 110]], np.float32)
+    drawn = Drawing(['a', 'b'], score_thr=0.3, max_boxes=20)(
+        image, boxes, np.array([0.9, 0.8], np.float32), np.array([0, 1]))
+    assert not drawn[:3].any()  # nothing above the first box's frame (rows 3-5)
+    first = [y for y in range(120) if tuple(int(v) for v in drawn[y, 12]) == colour_for(0)]
+    assert first[0] == 3 and 20 in first  # its caption's tag, inside the box below the frame
+    second = [y for y in range(120) if tuple(int(v) for v in drawn[y, 152]) == colour_for(1)]
+    assert second[0] < 29 - 10  # room above: that caption stays above its box's frame

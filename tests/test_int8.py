@@ -425,3 +425,38 @@ def test_precision_gate_refuses_a_broken_int8_graph(standin, standin_int8, defec
     report = run_gate(lambda c: ox.run_torch(model, c), lambda c: ox.run_onnxruntime(broken, c),
                       model.spec, 'int8', inputs=inputs)
     assert not report.ok
+
+
+def test_calibration_and_its_gate_refuse_a_picture_the_memory_cannot_take(spec, tmp_path,
+                                                                          monkeypatch):
+    """Calibration keeps every intermediate tensor (700 bytes per pixel with minmax): one 3 MP
+    photo took 3 GB, unchecked. Both readers now apply calibration_limit: a picture that does
+    not fit is left out and named, with advice in the terms of the command run."""
+    import cv2
+    from centernet import image_header
+    from centernet.errors import SCRIPT_ENV
+    from centernet.int8_quantize import (CanvasReader, calibration_limit, calibration_records,
+                                         gate_inputs)
+    rng = np.random.default_rng(4)
+    cv2.imwrite(str(tmp_path / 'a_small.png'), rng.integers(0, 256, (48, 64, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / 'b_large.png'), np.full((300, 400, 3), 90, np.uint8))  # 1 kB
+    large = tmp_path / 'b_large.png'
+    # the large one's batch (both: sizes unknown) needs 2 x 120000 x (6.2 + 700) B = 170 MB
+    monkeypatch.setattr(image_header, 'available_memory', lambda: 20_000_000)
+    monkeypatch.delenv(SCRIPT_ENV, raising=False)
+    reader = CanvasReader(calibration_records(tmp_path, 2), spec, limit=calibration_limit('minmax'))
+    while reader.get_next() is not None:
+        pass
+    assert reader.images == 1 and [b.path for b in reader.bad] == [str(large)]
+    assert reader.bad[0].reason.startswith(
+        '400x300 pixels (0.1 MP) would need about 0.2 GB of memory to calibrate INT8 (minmax) on '
+        'it, 2 pictures of this size at once (the images of its batch, which share its canvas '
+        'size) (706 bytes per pixel each), more than the 20 MB available now: shrink the picture, '
+        'calibrate on other pictures (--calib DIR) or on fewer, which it reads first '
+        '(--calib_images N), or free memory')
+    monkeypatch.setenv(SCRIPT_ENV, 'infer_centernet_int8_accuracy.sh')
+    inputs, which = gate_inputs(tmp_path, spec, calib_images=1, count=2)
+    assert sum(len(canvases) for canvases, _ in inputs) == 1
+    assert f'left out {large} (400x300 pixels' in which
+    assert 'calibrate on other pictures (CALIB_DIR=) or on fewer, which it reads first ' \
+        '(CALIB_IMAGES=)' in which and '--calib' not in which

@@ -25,7 +25,8 @@ from centernet.synthetic import write_coco_dataset
 # The variables the scripts read: a test sets the ones it means, never inherits the caller's.
 SCRIPT_VARIABLES = ('DATASETS_DIR', 'CHECKPOINT', 'MODELS_DIR', 'BACKEND', 'BATCHSIZE', 'WARMUP',
                     'ITERATIONS', 'PERF_IMAGES', 'ACC_TARGET', 'CALIB_DIR', 'CALIB_IMAGES',
-                    'CALIB_METHOD', 'INT8_UNCHECKED', 'DEMO_CACHE', 'XDG_CACHE_HOME')
+                    'CALIB_METHOD', 'INT8_UNCHECKED', 'DEMO_CACHE', 'XDG_CACHE_HOME',
+                    'RESULTS_DIR')
 STANDIN = ROOT / 'tests' / 'fixtures' / 'standin' / 'standin_centernet.pth'
 # docs/int8.md: the stand-in's test AP on ONNX Runtime FP32, measured when it was trained
 STANDIN_RECORDED_AP = 0.6506
@@ -141,7 +142,8 @@ def test_a_checkpoint_without_coco_runs_on_the_demo_scenes_and_says_what_that_me
     ('infer_centernet_fp16_performance.sh', {'DATASETS_DIR': '{tmp}'},
      'instances_val2017.json not found'),
     ('infer_centernet_fp16_performance.sh', {'CHECKPOINT': '{tmp}/x.pth'},
-     'prepare.sh --only checkpoint'),
+     'CHECKPOINT={tmp}/x.pth: no such file: fix CHECKPOINT (the path of an mmdet CenterNet-R18 '
+     'checkpoint .pth) or unset it'),
     ('infer_centernet_fp16_performance.sh', {'BACKEND': 'gpu'}, 'BACKEND=gpu: choose tensorrt'),
     ('infer_centernet_fp16_performance.sh', {'BATCHSIZE': '0'}, 'BATCHSIZE=0: expected a whole'),
     ('infer_centernet_fp16_performance.sh', {'ITERATIONS': 'ten'}, 'ITERATIONS=ten: expected'),
@@ -164,6 +166,37 @@ def test_bad_inputs_fail_at_once(journey, tmp_path, script, variables, message):
         done.stderr
     assert len(done.stderr.splitlines()) == 1
     assert not (tmp_path / 'models').exists()  # nothing started: no export, no timing
+
+
+@pytest.mark.parametrize('script', ['infer_centernet_fp16_accuracy.sh',
+                                    'infer_centernet_int8_performance.sh'])
+def test_a_bad_extra_argument_stops_before_any_work(journey, tmp_path, script):
+    """The extra arguments go to inference.py; a typo in them was found only after the export.
+    Now inference.py's own parser checks them first: one line, and nothing made."""
+    root, checkpoints = journey
+    done = run_script(script, env_for(root, checkpoints[41], tmp_path / 'models'), '--bogus', '1')
+    assert done.returncode == 2
+    assert done.stderr == (f'error: inference.py: unrecognized arguments: --bogus 1 ({script} '
+                           'passes its extra arguments to inference.py: python3 inference.py '
+                           '--help lists what it takes)\n')
+    assert done.stdout == '' and not (tmp_path / 'models').exists()
+
+
+def test_run_records_of_each_script_and_run_kind_have_their_own_name(tmp_path):
+    """The FP32-on-CPU FP16 script, the INT8 script and a COCO run all wrote
+    results/accuracy_onnxruntime_bs4.json over one another (and the demo into the checkout)."""
+    paths = set()
+    for script in ('infer_centernet_fp16_accuracy.sh', 'infer_centernet_fp16_performance.sh',
+                   'infer_centernet_int8_accuracy.sh', 'infer_centernet_int8_performance.sh'):
+        for run in ('coco', 'demo', 'own-on-demo'):
+            done = subprocess.run(
+                ['bash', '-c', f'source scripts/_common.sh; CENTERNET_SCRIPT={script} RUN={run} '
+                 'RECORD_BACKEND=onnxruntime BATCH=4 record_path'], cwd=ROOT,
+                env=dict(os.environ, RESULTS_DIR=str(tmp_path)), capture_output=True, text=True)
+            paths.add(done.stdout.strip())
+    assert len(paths) == 12
+    assert str(tmp_path / 'standin-demo' / 'int8_accuracy_onnxruntime_bs4.json') in paths
+    assert str(tmp_path / 'fp16_accuracy_onnxruntime_bs4.json') in paths
 
 
 def test_readme_lists_the_targets_the_scripts_use():
@@ -234,7 +267,7 @@ def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, tmp_path):
     assert "its target is its own, AP >= 0.64" in lines[1]
     # its AP: the one recorded when the stand-in was trained (torch backend, docs/int8.md)
     assert abs(_ap(root / 'acc.json') - STANDIN_RECORDED_AP) <= 0.01
-    assert 'PASS: AP 0.6' in done.stdout and 'meets --acc_target 0.64' in done.stdout
+    assert 'PASS: AP 0.6' in done.stdout and 'meets ACC_TARGET=0.64' in done.stdout
     # the scenes: exactly the stand-in's test split, generated once
     scenes = next((root / 'cache').glob('standin-*/test-500'))
     from centernet.standin_scenes import write_split
@@ -275,7 +308,7 @@ def test_demo_int8_pair_calibrates_on_the_standin_train_scenes(demo):
     export = next(i for i, line in enumerate(lines) if 'exporting again' in line)
     assert banner < export  # which path, before the export
     assert abs(_ap(root / 'acc8.json') - STANDIN_RECORDED_AP) <= 0.01
-    assert 'meets --acc_target 0.64' in done.stdout
+    assert 'meets ACC_TARGET=0.64' in done.stdout
     from centernet import onnx_export as ox
     onnx = root / 'models' / 'standin-demo' / 'centernet_int8_cpu.onnx'
     assert ox.read_metadata(onnx)[2]['centernet.int8_flavour'] == 'cpu'
@@ -331,3 +364,15 @@ def test_int8_scripts_reach_the_end_with_weights_the_gate_refuses(journey):
     assert f'warning: {onnx} was written without the precision gate' in done.stderr
     assert (onnx.stat().st_ino, onnx.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
     assert json.loads((root / 'p8.json').read_text())['backend']['model'] == str(onnx)
+
+
+def test_the_demo_writes_its_record_under_results_dir(demo, tmp_path):
+    """No --record: the demo's run record goes to RESULTS_DIR/standin-demo/, named by script and
+    backend (it went to the checkout's results/, shared with COCO runs)."""
+    root, env = demo
+    quick = dict(env, BATCHSIZE=1, WARMUP=0, ITERATIONS=1, RESULTS_DIR=tmp_path / 'results')
+    done = run_script('infer_centernet_fp16_performance.sh', quick, '--quiet')
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = tmp_path / 'results' / 'standin-demo' / 'fp16_performance_onnxruntime_bs1.json'
+    assert f'run record: {record}' in done.stdout
+    assert json.loads(record.read_text())['mode'] == 'performance'

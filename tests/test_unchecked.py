@@ -121,3 +121,14 @@ def test_refusal_advice_names_what_the_command_run_accepts(precision, monkeypatc
     assert variables <= _script_variables()
     if precision == 'int8':
         assert variables == {'CALIB_DIR', 'CALIB_IMAGES', 'CALIB_METHOD', 'INT8_UNCHECKED'}
+
+
+@pytest.mark.parametrize('script', ['infer_centernet_int8_accuracy.sh',
+                                    'infer_centernet_int8_performance.sh'])
+def test_int8_refusal_names_the_fp16_script_to_run(script, monkeypatch):
+    """Typed as printed, the script the advice names runs (it said infer_centernet_fp16_*.sh)."""
+    from centernet.export_cli import refusal_advice
+    monkeypatch.setenv(SCRIPT_ENV, script)
+    named = re.findall(r'scripts/\S+\.sh', refusal_advice('int8'))
+    assert named == [f'scripts/{script.replace("int8", "fp16")}']
+    assert all((ROOT / path).is_file() for path in named)

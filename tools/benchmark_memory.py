@@ -4,6 +4,12 @@ picture demo, per backend. The figures behind the kit's memory estimates (Backen
 host_bytes_per_pixel, the demo's drawing cost, image_header's decode table).
 
     python3 tools/benchmark_memory.py [--sizes 2000x1500 4000x3000] [--backends onnxruntime torch]
+    python3 tools/benchmark_memory.py --int8 [--int8_sizes 1000x750 2000x1500]
+
+--int8 measures INT8 calibration instead (export.py --precision int8 on a folder of one
+picture, calibrated on it; with --skip-check the calibration alone, without it the precision
+gate's run too): the figures behind int8_quantize's CALIBRATION_BYTES_PER_PIXEL and
+GATE_BYTES_PER_PIXEL.
 
 Each run is a fresh inference.py process on a COCO-layout folder of two tiny images and one large
 one; its peak is the process's own VmHWM (/proc/self/status), read at exit. Not
@@ -72,6 +78,47 @@ def parse_size(text):
     return width, height
 
 
+def measure_int8(args):
+    """Peak of export.py --precision int8 calibrating on one picture, per pixel (the slope)."""
+    from centernet.image_header import header_of_bytes
+    rows, record = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for width, height in args.int8_sizes:
+            make_set(tmp / f'set{width}x{height}', width, height)
+        for method, gated in [(m, False) for m in args.int8_methods] + [('minmax', True)]:
+            peaks = []
+            for width, height in args.int8_sizes:
+                # the large picture alone: calibration and the gate read only it
+                folder = tmp / f'calib{width}x{height}'
+                folder.mkdir(exist_ok=True)
+                large = max((tmp / f'set{width}x{height}' / 'images/val2017').iterdir(),
+                            key=lambda p: p.stat().st_size)
+                (folder / large.name).write_bytes(large.read_bytes())
+                done, peak = peak_of([str(ROOT / 'export.py'), '--weight', args.weight,
+                                      '--output', str(tmp / 'int8.onnx'), '--precision', 'int8',
+                                      '--calib', str(folder), '--calib_images', '1',
+                                      '--calib_method', method,
+                                      *([] if gated else ['--skip-check'])], tmp)
+                if done.returncode not in (0, 2):  # 2: the gate refused; its peak still counts
+                    sys.exit(f'int8 {width}x{height} failed: {done.stderr}')
+                peaks.append((width * height, peak, large))
+            (small_pixels, small_peak, _), (large_pixels, large_peak, large) = peaks
+            slope = (large_peak - small_peak) / (large_pixels - small_pixels)
+            after = slope - header_of_bytes(large.read_bytes()).decode_bytes_per_pixel
+            name = f'{method}: calibration' + (' and gate' if gated else ' (--skip-check)')
+            record[name] = dict(bytes_per_pixel=slope, after_decode=after,
+                                peaks=[p[:2] for p in peaks])
+            rows.append([name] + [f'{p[0] / 1e6:.2f} MP: {p[1] / 2**20:.0f} MiB' for p in peaks]
+                        + [f'{slope:.0f}', f'{after:.0f}'])
+    print(format_table(['export.py --precision int8', 'smaller', 'larger', 'bytes/pixel',
+                        'after decode'], rows,
+                       title='peak memory (VmHWM), one calibration picture; bytes/pixel = slope '
+                             'between the two sizes'))
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=1) + '\n')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', nargs=2, type=parse_size, default=[(2000, 1500), (4000, 3000)],
@@ -86,7 +133,18 @@ def main():
     parser.add_argument('--weight',
                         default=str(ROOT / 'tests/fixtures/standin/standin_centernet.pth'))
     parser.add_argument('--json', help='also write the figures here')
+    parser.add_argument('--int8', action='store_true',
+                        help='measure INT8 calibration and its gate instead (module docstring)')
+    parser.add_argument('--int8_sizes', nargs=2, type=parse_size,
+                        default=[(1000, 750), (2000, 1500)], metavar='WxH',
+                        help='--int8: the calibration picture of each run (default 1000x750 '
+                             '2000x1500)')
+    parser.add_argument('--int8_methods', nargs='+', default=['minmax'],
+                        choices=('minmax', 'entropy', 'percentile'),
+                        help='--int8: the calibration methods to measure (default minmax)')
     args = parser.parse_args()
+    if args.int8:
+        return measure_int8(args)
     rows, record = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
