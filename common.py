@@ -28,9 +28,18 @@ class Stopped(KeyboardInterrupt):
     """SIGTERM, raised where the main thread is, so it unwinds exactly as Ctrl-C does: every
     `finally` and atomic write cleans up on the way out."""
 
-    def __init__(self, signal_name):
+    def __init__(self, signal_name, on_accept=None):
         super().__init__(signal_name)
         self.signal_name = signal_name
+        self._on_accept = on_accept
+
+    def accept(self):
+        """The stop is the command's normal end (serve.py: SIGTERM is how a server is stopped),
+        and the caller has caught it to shut down: from now on no reminder is sent, and no
+        SIGTERM raises, so the shutdown runs to its end and run_main returns the command's own
+        exit code."""
+        if self._on_accept is not None:
+            self._on_accept()
 
 
 class _StopOnSigterm:
@@ -43,7 +52,9 @@ class _StopOnSigterm:
     signal, so that a blocking call there returns to Python; library threads never see it),
     and the handler raises again unless the stop is already unwinding: code in a `finally` or
     an `__exit__` sees it in sys.exc_info(), and is left to finish its clean-up, as it is for a
-    second SIGTERM.
+    second SIGTERM. A command whose normal end is a stop (serve.py) catches it and calls
+    Stopped.accept, which sets `done` as run_main's return does: the reminders end, and its
+    shutdown, however long, is not cut short.
     """
 
     REMIND_SECONDS = 0.5
@@ -75,7 +86,7 @@ class _StopOnSigterm:
             self.reminder.start()
         elif _interrupt_in_chain(sys.exc_info()[1]) is not None:
             return  # the stop is unwinding: a second SIGTERM must not cut the clean-up short
-        raise Stopped(self.stop.signal_name)
+        raise Stopped(self.stop.signal_name, on_accept=self.done.set)  # done: see Stopped.accept
 
     def _remind(self):
         while not self.done.wait(self.REMIND_SECONDS):

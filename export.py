@@ -40,7 +40,7 @@ def parse_args(argv):
     parser.add_argument('--end2end', action='store_true',
                         help='decode inside the graph: inputs canvas + borders, outputs boxes, '
                              'scores, labels (100 per image), for serving stacks; inference.py '
-                             'and build_engine.py take the default heads graph')
+                             'takes the default heads graph, build_engine.py builds either')
     parser.add_argument('--opset', type=int, default=17, help='ONNX opset (default 17)')
     parser.add_argument('--no-simplify', dest='simplify', action='store_false',
                         help='skip onnxsim')

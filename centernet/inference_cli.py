@@ -153,6 +153,19 @@ def server_detection(args):
             raise UserError(f'--server runs the accuracy mode on the model the server serves: '
                             f'drop {flag} (serve.py --engine chooses the model; '
                             'tools/benchmark_serving.py times a server)')
+    from .image_header import DEFAULT_MAX_PIXELS
+    # What the server does for the client (it batches, decodes and limits the images itself):
+    # the flags for that, left in the command, would change nothing.
+    for flag, given, instead in (
+            ('--batchsize', args.batchsize is not None, 'serve.py --batchsize sets the '
+                                                         'server\'s batches'),
+            ('--workers', args.workers is not None, 'the server decodes the images; '
+                                                     '--concurrency sets the requests in flight'),
+            ('--max_pixels', args.max_pixels != DEFAULT_MAX_PIXELS,
+             'the server refuses images by its own limits: serve.py --max_canvas')):
+        if given:
+            raise UserError(f'--server: drop {flag}, which applies to a local run only '
+                            f'({instead})')
     if args.concurrency is not None and args.concurrency < 1:
         raise UserError(f'--concurrency must be at least 1, got {args.concurrency}')
     return ServerDetection(ServedDetector(args.server), args)

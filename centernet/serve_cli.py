@@ -42,8 +42,10 @@ def check_args(args):
 
 def describe_model(args):
     """Open the backend as inference.py does (the same checks and messages), keep what the
-    repository needs, and close it again: the model instances open their own."""
-    from .backends import open_backend
+    repository needs, and close it again: the model instances open their own. A TensorRT engine
+    for --write_repository is read from its sidecar instead: the repository is for a server on
+    another machine, and this one need not have a GPU or TensorRT."""
+    from .backends import open_backend, resolve_backend_name
     from .demo import max_canvas_for
     from .inference_cli import NO_MODEL
     from .serving.repository import ServedModel
@@ -51,16 +53,23 @@ def describe_model(args):
         raise UserError(NO_MODEL)
     options = dict(device=args.device, precision=args.precision, cuda_graph=args.cuda_graph,
                    threads=args.threads, compile_mode=args.compile)
-    backend = open_backend(args.backend, args.engine, cfg=args.cfg, weight=args.weight, **options)
+    name = resolve_backend_name(args.backend, args.engine or args.weight)
+    if args.write_repository and name == 'tensorrt':
+        backend = sidecar_engine(args.engine)
+    else:
+        backend = open_backend(args.backend, args.engine, cfg=args.cfg, weight=args.weight,
+                               **options)
     try:
-        backend.check_batch(args.batchsize)
+        check_servable(backend, args.batchsize, args.engine or args.weight)
         served = ServedModel(
             backend=backend.name, model_file=Path(args.engine or args.weight),
             cfg_file=Path(args.cfg) if backend.name == 'torch' else None, options=options,
             spec=backend.spec, classes=tuple(backend.classes),
             max_canvas=tuple(max_canvas_for(backend, args.max_canvas)),
-            gpu=backend.device.type == 'cuda', describe=backend.describe())
+            gpu=backend.device.type == 'cuda', describe=backend.describe(),
+            extra_files=pending_reference(backend))
     finally:
+        backend.close()
         on_gpu = backend.device.type == 'cuda'
         del backend
         gc.collect()
@@ -70,8 +79,59 @@ def describe_model(args):
     return served
 
 
+def sidecar_engine(engine):
+    """The engine from its sidecar, refused as open_backend refuses one that failed its
+    self-check."""
+    from .backends.tensorrt_backend import SidecarEngine
+    from .engine.check import failed_check_error
+    backend = SidecarEngine(engine)
+    failed = failed_check_error(backend.engine_path, backend.record)
+    if failed is not None:
+        raise failed
+    return backend
+
+
+def pending_reference(backend):
+    """The ONNX a TensorRT engine with a pending self-check is checked against at its first load:
+    a written repository carries it beside the engine, where the check looks on another machine
+    (engine.check.reference_beside); () for every other model."""
+    record = getattr(backend, 'record', None) or {}
+    check = record.get('self_check') or {}
+    if check.get('status') != 'pending':
+        return ()
+    from .engine.check import reference_beside
+    reference = reference_beside(backend.engine_path, check)
+    if reference is None:
+        name = Path(check.get('reference_onnx', 'model.onnx')).name
+        raise UserError(f'{backend.engine_path} has a pending self-check (it runs at the engine\'s '
+                        f'first load on a GPU, against {name}), but {name} is neither where the '
+                        f'build left it nor beside the engine: copy it beside the engine, into '
+                        f'{backend.engine_path.parent}, so that the repository carries it')
+    return (reference,)
+
+
+def check_servable(backend, batchsize, model):
+    """Each request is one image, and each dynamic batch runs as groups of one canvas size: the
+    model must take the largest batch, batches of one, and more than one canvas size."""
+    backend.check_batch(batchsize)
+    try:
+        backend.check_batch(1)
+    except UserError as exc:
+        raise UserError(f'serve.py runs batches of as few as one image (a request is one image, '
+                        f'and a dynamic batch runs grouped by canvas size): {exc}') from None
+    limits = getattr(backend, 'limits', None)
+    single = getattr(backend, 'static_hw', None) or (
+        limits and (limits.min_height, limits.min_width) == (limits.max_height, limits.max_width)
+        and (limits.max_height, limits.max_width))
+    if single:
+        raise UserError(f'{model} takes one canvas size only ({single[0]}x{single[1]}), and a '
+                        'server gets images of every size: serve a model for a range of sizes '
+                        '(export.py without --static; build_engine.py with --min_side below '
+                        '--max_side)')
+
+
 def run(args):
-    from .serving.repository import Batching, write_repository
+    from .serving.repository import Batching, native_platform, write_repository
     check_args(args)
     require('tritonclient.grpc.model_config_pb2', 'serve.py')
     if not args.write_repository:
@@ -80,14 +140,22 @@ def run(args):
     served = describe_model(args)
     batching = Batching(args.batchsize, args.instances, args.max_queue_delay_us)
     layout = args.layout or ('ensemble' if args.write_repository else 'python')
-    network = args.network or ('native' if args.write_repository else 'python')
+    network = args.network or ('native' if args.write_repository and native_platform(served)
+                               else 'python')
     if args.write_repository:
         from .fileio import atomic_folder
         with atomic_folder(args.write_repository) as folder:
             write_repository(folder, served, batching, layout, network)
         models = sorted(p.name for p in Path(args.write_repository).iterdir())
+        if layout == 'python':
+            step = ''
+        elif network == 'native':
+            step = f'; the network step is Triton\'s {native_platform(served)[0]}'
+        else:
+            step = (f'; the network step is the kit\'s {served.backend} backend in Triton\'s '
+                    'Python backend')
         print(f'wrote the Triton model repository {args.write_repository} ({layout} layout: '
-              f'{", ".join(models)}); serve it with tritonserver --model-repository '
+              f'{", ".join(models)}{step}); serve it with tritonserver --model-repository '
               f'{Path(args.write_repository).resolve()} (docs/serving.md, "Native Triton")')
         return 0
     with tempfile.TemporaryDirectory(prefix='centernet-serve-') as scratch:
@@ -127,6 +195,13 @@ def serve(args, served, batching, repository, scratch):
               'ready: Ctrl-C or SIGTERM stops the server', flush=True)
         server.wait()
     except KeyboardInterrupt as exc:
+        # The stop is this command's normal end (exit 0). run_main raises a SIGTERM again every
+        # 0.5 s until it returns (a stop a library swallowed must not be lost), and one landing
+        # in the shutdown below would cut it short and end the run in an error: accepting the
+        # stop ends that (common.Stopped.accept; a Ctrl-C has no reminders).
+        accept = getattr(exc, 'accept', None)
+        if accept is not None:
+            accept()
         how = getattr(exc, 'signal_name', 'Ctrl-C (SIGINT)')
         print(f'stopping: {how} received', flush=True)
     finally:

@@ -140,16 +140,29 @@ require_onnx() {
 # Prints tensorrt, tensorrt-rtx, torch or onnxruntime, and says why on stderr: TensorRT when it
 # imports and a GPU is present; else TensorRT for RTX when this GPU is one of its targets; else
 # torch on CUDA; else ONNX Runtime on the CPU (centernet.engine.api.runtime_for_this_gpu).
+# BACKEND=tensorrt takes the same TensorRT, and ends in one error line (exit 2) where neither
+# runs an engine on this GPU: a build there would write an engine that cannot run.
 pick_backend() {
-  if [ -n "${BACKEND:-}" ]; then echo "$BACKEND"; return; fi
-  "$PYTHON" - <<'PY'
+  if [ -n "${BACKEND:-}" ] && [ "$BACKEND" != tensorrt ]; then echo "$BACKEND"; return; fi
+  BACKEND="${BACKEND:-}" "$PYTHON" - <<'PY'
+import os
 import sys
 import torch
+forced = os.environ['BACKEND'] == 'tensorrt'
 if not torch.cuda.is_available():
+    if forced:
+        print('error: BACKEND=tensorrt: no CUDA GPU is visible, and a TensorRT engine runs on one: '
+              'check the driver and CUDA_VISIBLE_DEVICES, or unset BACKEND for ONNX Runtime on the '
+              'CPU', file=sys.stderr)
+        sys.exit(2)
     print('onnxruntime')
     sys.exit()
 from centernet.engine.api import runtime_for_this_gpu
 runtime, why = runtime_for_this_gpu()
+if forced and runtime is None:
+    print(f'error: BACKEND=tensorrt: {why}: install TensorRT 10 or 11 (pip install tensorrt, '
+          'docs/tensorrt.md), or unset BACKEND for the best available backend', file=sys.stderr)
+    sys.exit(2)
 chosen = {'tensorrt': 'TensorRT', 'tensorrt-rtx': 'TensorRT for RTX'}.get(runtime, 'PyTorch CUDA')
 print(f'== {why}: the engine runs on {chosen}', file=sys.stderr)
 print(runtime or 'torch')
@@ -164,6 +177,7 @@ prepare_backend() {
   PERF_MODEL_ARGS=()    # what only the performance script adds
   BATCH="${BATCHSIZE:-$GPU_BATCHSIZE}"
   case "$backend" in
+    '') exit 2 ;;  # pick_backend failed, and said why in its error line
     tensorrt|tensorrt-rtx)
       require_onnx both
       local runtime_args=(--runtime auto) title=TensorRT

@@ -40,7 +40,7 @@ validate_int8_inputs() {
 # Sets MODEL_ARGS, BATCH, PERF_MODEL_ARGS and DEFAULT_PERF_IMAGES, and says which path runs.
 prepare_int8_backend() {
   local backend flavour onnx why unchecked=
-  backend="$(pick_backend)"
+  backend="$(pick_backend)" || exit 2  # BACKEND=tensorrt where none runs: its error line is out
   BATCH="${BATCHSIZE:-$GPU_BATCHSIZE}" DEFAULT_PERF_IMAGES= PERF_MODEL_ARGS=()
   case "$backend" in
     tensorrt) flavour=tensorrt ;;

@@ -596,6 +596,34 @@ def test_sigterm_inside_an_import_that_swallows_it_still_stops(tmp_path):
                                    'the command again to start over')
 
 
+def test_a_stop_the_command_accepts_is_its_normal_end(monkeypatch, capsys):
+    """serve.py's end: SIGTERM is how a server is stopped. The command catches the stop,
+    accepts it (Stopped.accept) and shuts down; no reminder raises in that shutdown, however
+    long, and run_main exits with the command's own code, 0, and no error line. (serve.py
+    caught the stop without accepting it: a reminder cut its shutdown short, exit 2.)"""
+    import threading
+    import common
+    monkeypatch.setattr(common._StopOnSigterm, 'REMIND_SECONDS', 0.01)
+    reminders = []
+
+    def server(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here
+            time.sleep(30)
+        except KeyboardInterrupt as stop:
+            stop.accept()
+        # The shutdown, here as long as the reminder thread lives: without the accept a
+        # reminder raises within 0.01 s, with it the thread ends.
+        reminders.extend(t for t in threading.enumerate() if t.name == 'stop-reminder')
+        reminders[0].join(timeout=30)
+        return 0
+
+    with pytest.raises(SystemExit) as done:
+        common.run_main(server)
+    assert done.value.code == 0 and len(reminders) == 1 and not reminders[0].is_alive()
+    assert capsys.readouterr().err == ''
+
+
 @pytest.mark.parametrize('signum, how', [(signal.SIGTERM, 'SIGTERM'),
                                          (signal.SIGINT, 'Ctrl-C (SIGINT)')])
 def test_signal_during_export_leaves_nothing(tmp_path, checkpoint_path, signum, how):

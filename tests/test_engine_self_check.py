@@ -24,6 +24,7 @@ from centernet.engine import build as eb
 from centernet.engine.profile import FixedShape
 from centernet.engine import check as engine_check
 from centernet import onnx_export as ox
+from centernet.backends import open_backend
 from centernet.backends.onnxruntime_backend import OrtBackend
 from centernet.backends.tensorrt_backend import TrtBackend
 from centernet.errors import UserError
@@ -323,7 +324,6 @@ def pending(install_trt, gpu, onnx_files, ort_fp32, tmp_path, monkeypatch):
 
 
 def open_through_the_factory(folder):
-    from centernet.backends import open_backend
     return open_backend('tensorrt', folder / 'm.engine', gpu=CpuStandIn())
 
 
@@ -372,9 +372,87 @@ def test_a_pending_engine_that_fails_is_refused_now_and_later(pending, capsys):
 def test_a_pending_engine_without_its_reference_is_refused(pending):
     folder, _ = pending('right')
     (folder / 'centernet.onnx').unlink()
-    with pytest.raises(UserError, match=r'self-check is pending, but its reference ONNX .*'
-                                        r'centernet.onnx is gone: put that file back, or rebuild'):
+    with pytest.raises(UserError, match=r'self-check is pending, but its reference ONNX '
+                                        r'centernet.onnx is not at .*: copy centernet.onnx .* '
+                                        r'beside the engine, into .*, or rebuild'):
         open_through_the_factory(folder)
+
+
+def moved(folder, names=('m.engine', 'm.engine.json', 'centernet.onnx')):
+    """The engine built in `folder` copied to another machine (another folder, the build's own
+    files gone), with the files `names`."""
+    target = folder / 'elsewhere'
+    target.mkdir()
+    for name in names:
+        shutil.copyfile(folder / name, target / name)
+    for built in folder.glob('*.*'):
+        built.unlink()
+    return target
+
+
+def test_a_pending_engine_moved_with_its_reference_is_checked_there(pending, capsys):
+    """Built without a GPU on one machine, copied with its sidecar and reference ONNX to an RTX
+    machine (another folder; the build's absolute path does not exist there): the reference is
+    found beside the engine by name and sha256, the check runs and is recorded."""
+    folder, _ = pending('right')
+    target = moved(folder)
+    backend = open_backend('tensorrt', target / 'm.engine', gpu=CpuStandIn())
+    check = json.loads((target / 'm.engine.json').read_text())['self_check']
+    assert check['status'] == 'passed' and check['reference_onnx'] == str(target /
+                                                                          'centernet.onnx')
+    assert backend.record['self_check']['status'] == 'passed'
+
+
+def test_a_pending_engine_moved_without_its_reference_says_copy_it_beside(pending, capsys):
+    folder, _ = pending('right')
+    target = moved(folder, ('m.engine', 'm.engine.json'))
+    with pytest.raises(UserError) as error:
+        open_backend('tensorrt', target / 'm.engine', gpu=CpuStandIn())
+    message = str(error.value)
+    assert f'copy centernet.onnx (the ONNX it was built with, sha256 ' in message
+    assert f'beside the engine, into {target}' in message and '\n' not in message
+    (target / 'centernet.onnx').write_bytes(b'another ONNX')  # the name, not the file
+    with pytest.raises(UserError, match='centernet.onnx has changed since the build'):
+        open_backend('tensorrt', target / 'm.engine', gpu=CpuStandIn())
+
+
+def test_a_first_load_check_through_links_is_recorded_in_the_linked_sidecar(pending):
+    """serve.py's model instances open the engine through symbolic links in a temporary
+    repository: the result goes into the engine's own sidecar (the link's target), and the link
+    stays a link, so the next start does not check again."""
+    folder, _ = pending('right')
+    linked = folder / 'repository'
+    linked.mkdir()
+    for name in ('m.engine', 'm.engine.json'):
+        (linked / name).symlink_to(folder / name)
+    open_backend('tensorrt', linked / 'm.engine', gpu=CpuStandIn())
+    assert (linked / 'm.engine.json').is_symlink()
+    assert json.loads((folder / 'm.engine.json').read_text())['self_check']['status'] == 'passed'
+
+
+def test_a_first_load_check_in_a_read_only_folder_warns_and_goes_on(pending, capsys,
+                                                                    monkeypatch):
+    """The engine folder cannot be written (a read-only mount; the suite runs as root, so the
+    folder is made unwritable where fileio asks): one warning line, the backend serves with the
+    passed result in memory, and the sidecar still says pending, so the next load checks again."""
+    import os
+    folder, _ = pending('right')
+    real_access = os.access
+    monkeypatch.setattr(os, 'access', lambda path, mode, **kw: False if Path(path) == folder
+                        and mode == os.W_OK else real_access(path, mode, **kw))
+    capsys.readouterr()
+    backend = open_backend('tensorrt', folder / 'm.engine', gpu=CpuStandIn())
+    warnings = [line for line in capsys.readouterr().err.splitlines() if 'warning' in line]
+    assert [line.split(' (')[0] for line in warnings] == [
+        'warning: the runtime cache was not saved',  # its own line, as before
+        'warning: the self-check result']
+    assert warnings[1].startswith('warning: the self-check result (passed) was not recorded in '
+                                  f'{folder / "m.engine.json"} (output folder {folder} is not '
+                                  'writable')
+    assert backend.record['self_check']['status'] == 'passed'
+    backend.infer(torch.zeros((1, 64, 64, 3), dtype=torch.uint8))
+    assert json.loads((folder / 'm.engine.json').read_text())['self_check']['status'] == \
+        'pending'
 
 
 def test_a_pending_engine_opened_directly_warns(pending, capsys):

@@ -32,6 +32,7 @@ from centernet.serving.server import free_ports
 from centernet.synthetic import write_coco_dataset
 from test_bad_inputs import fails_with
 from test_inference import run_cli
+from test_tensorrt_contract import gpu, install_trt  # noqa: F401 - fixtures
 
 HAVE_PYTRITON = importlib.util.find_spec('pytriton') is not None
 needs_pytriton = pytest.mark.skipif(not HAVE_PYTRITON, reason='nvidia-pytriton is not installed '
@@ -171,13 +172,20 @@ def png_bomb(width, height):
 def test_bad_requests_are_refused_one_by_one_in_a_batch(server, dataset, local_run):
     from centernet.serving.client import Refused, ServedDetector
     files = sorted((dataset / 'images/val2017').iterdir())
-    good = {f.name: f.read_bytes() for f in files[:4]}
+    good = {f.name: f.read_bytes() for f in files[:3]}
     jpeg = good[files[0].name]
     huge = cv2.imencode('.png', np.zeros((300, 300, 3), np.uint8))[1].tobytes()
-    bad = {'not an image': (b'GIF89a? no, just text', 'not a readable image'),
+    limit = f'larger than the served model takes ({MAX_CANVAS}x{MAX_CANVAS}): send a smaller image'
+    # (text with no image signature: no header, so nothing to check before OpenCV refuses it;
+    # a format's signature would make it that format's file, whose decoders differ by OpenCV)
+    bad = {'not an image': (b'plain text, no image in it', 'not a readable image'),
            'empty': (b'', 'empty file'),
-           'size bomb': (png_bomb(100_000, 100_000), 'image'),  # refused, whatever the words
-           'huge image': (huge, f'larger than the served model takes ({MAX_CANVAS}x{MAX_CANVAS})')}
+           # refused from their headers, by the canvas limit, before any decode
+           'size bomb': (png_bomb(100_000, 100_000),
+                         f'100000x100000 pixels needs a 100032x100032 canvas, {limit}'),
+           'under the pixel cap': (png_bomb(12000, 9000),
+                                   f'12000x9000 pixels needs a 12032x9024 canvas, {limit}'),
+           'huge image': (huge, f'300x300 pixels needs a 320x320 canvas, {limit}')}
     assert len(good) + len(bad) == BATCH  # one full dynamic batch
     requests = list(good.items()) + [(name, data) for name, (data, _) in bad.items()]
     detector = ServedDetector(server.address)
@@ -207,6 +215,20 @@ def test_bad_requests_are_refused_one_by_one_in_a_batch(server, dataset, local_r
         assert isinstance(answers[name], str) and reason in answers[name], (name, answers[name])
     assert isinstance(send(jpeg), tuple)  # and it keeps serving
     detector.close()
+
+
+def test_an_image_too_large_for_the_canvas_is_refused_from_its_header(spec, monkeypatch):
+    """A 12000 x 9000 PNG (under the 250 MP pixel cap; a real one, 331 KB of zeros, took 620 MB
+    to decode): the server's refusal comes from the header, and OpenCV never decodes it."""
+    from centernet.preprocess import BadImageError, CenterCanvas
+    from centernet.serving.triton_model import read_image
+    decoded = []
+    monkeypatch.setattr(cv2, 'imdecode', lambda *args: decoded.append(args))
+    with pytest.raises(BadImageError) as error:
+        read_image(png_bomb(12000, 9000), CenterCanvas(spec), (256, 256))
+    assert error.value.reason == ('12000x9000 pixels needs a 12032x9024 canvas, larger than the '
+                                  'served model takes (256x256): send a smaller image')
+    assert decoded == []
 
 
 @needs_pytriton
@@ -273,7 +295,7 @@ def test_sigterm_stops_the_server_and_every_process_under_it(server):
     children = descendants(server.process.pid)
     assert len(children) >= 2  # tritonserver and the model instances' stubs
     server.process.send_signal(signal.SIGTERM)
-    assert server.process.wait(timeout=120) == 0
+    assert server.process.wait(timeout=120) == 0, "".join(server.lines)
     server.drain.join(timeout=30)
     output = ''.join(server.lines)
     assert 'stopping: SIGTERM received' in output and output.rstrip().endswith('server stopped')
@@ -483,3 +505,158 @@ def test_a_model_triton_cannot_load_is_one_error_with_tritons_reason(onnx_paths,
                                         '.*onnxruntime.*the server log: '):
         server.start()
     assert server.triton is None  # stopped again
+
+
+# --- TensorRT engines in a written repository, read from their sidecars (no GPU here) ----------
+
+def fake_engine(install_trt, folder, onnx_paths, monkeypatch, runtime, profile=(),
+                check=False):
+    """An engine built by build_engine.py with the fake TensorRT (RTX: without a GPU; TensorRT 10:
+    on a fake H100), its ONNX beside it; afterwards neither a GPU nor TensorRT is importable."""
+    import build_engine
+    import torch
+    from test_tensorrt_contract import RTX, TRT10
+    for onnx in onnx_paths.values():
+        (folder / onnx.name).write_bytes(onnx.read_bytes())
+    install_trt(RTX if runtime == 'tensorrt-rtx' else TRT10)
+    if runtime == 'tensorrt-rtx':
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    engine = folder / 'm.engine'
+    assert build_engine.main(['--model', str(folder / 'centernet_fp16.onnx'), '--engine',
+                              str(engine), '--workspace', '1', *profile]
+                             + ([] if check else ['--skip-check'])) == 0
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setitem(sys.modules, 'tensorrt', None)
+    monkeypatch.setitem(sys.modules, 'tensorrt_rtx', None)
+    return engine
+
+
+@needs_pytriton
+def test_an_rtx_engine_is_written_with_the_python_network_step_without_a_gpu(
+        install_trt, gpu, onnx_paths, tmp_path, monkeypatch, capsys):
+    """serve.py --write_repository with a TensorRT for RTX engine built without a GPU, on a
+    machine with neither GPU nor TensorRT: read from its sidecar; the network step is the kit's
+    backend in the Python backend (Triton's tensorrt_plan cannot load an RTX engine), carrying
+    the engine, its sidecar, its runtime cache and the pending check's reference ONNX; an
+    explicit --network native is refused in one line."""
+    from centernet.engine.sidecar import runtime_cache_path
+    engine = fake_engine(install_trt, tmp_path, onnx_paths, monkeypatch, 'tensorrt-rtx',
+                         check=True)
+    runtime_cache_path(engine).write_bytes(b'compiled kernels')  # as a GPU run leaves it
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as code:
+        run_main(serve.main, ['--engine', str(engine), '--write_repository',
+                              str(tmp_path / 'models')])
+    assert code.value.code == 0
+    out = capsys.readouterr().out
+    assert "the network step is the kit's tensorrt backend in Triton's Python backend" in out
+    network = configs(tmp_path / 'models')[contract.NETWORK]
+    assert network.backend == 'python' and network.platform == ''
+    version = tmp_path / 'models' / contract.NETWORK / '1'
+    for name in ('m.engine', 'm.engine.json', 'm.engine.runtime_cache', 'centernet.onnx'):
+        assert (version / name).read_bytes() == (tmp_path / name).read_bytes(), name
+    fails_with(capsys, serve.main, ['--engine', str(engine), '--write_repository',
+                                    str(tmp_path / 'native'), '--network', 'native'],
+               "is a TensorRT for RTX engine, and Triton's TensorRT backend (tensorrt_plan) loads "
+               'TensorRT 10/11 plans only: pass --network python')
+
+
+@needs_pytriton
+def test_a_pending_engine_without_its_reference_onnx_is_refused_saying_where_it_goes(
+        install_trt, gpu, onnx_paths, tmp_path, monkeypatch, capsys):
+    """The repository carries a pending check's reference ONNX: an engine moved without it (and
+    gone from where the build left it) is refused in one line saying where to copy it, and
+    nothing is written; copied there, as the line says, the repository is written with it."""
+    import shutil
+    (tmp_path / 'build').mkdir()
+    engine = fake_engine(install_trt, tmp_path / 'build', onnx_paths, monkeypatch,
+                         'tensorrt-rtx', check=True)
+    moved = tmp_path / 'moved'
+    moved.mkdir()
+    for name in ('m.engine', 'm.engine.json'):
+        shutil.move(engine.with_name(name), moved / name)
+    (tmp_path / 'build' / 'centernet.onnx').rename(tmp_path / 'centernet.onnx')
+    argv = ['--engine', str(moved / 'm.engine'), '--write_repository', str(tmp_path / 'models')]
+    capsys.readouterr()  # the build's progress
+    fails_with(capsys, serve.main, argv, 'has a pending self-check (it runs at the engine\'s '
+               'first load on a GPU, against centernet.onnx), but centernet.onnx is neither where '
+               f'the build left it nor beside the engine: copy it beside the engine, into {moved}')
+    assert not (tmp_path / 'models').exists()
+    shutil.copyfile(tmp_path / 'centernet.onnx', moved / 'centernet.onnx')
+    with pytest.raises(SystemExit) as code:
+        run_main(serve.main, argv)
+    assert code.value.code == 0
+    assert (tmp_path / 'models' / contract.NETWORK / '1' / 'centernet.onnx').read_bytes() == \
+        onnx_paths['fp32'].read_bytes()
+
+
+@needs_pytriton
+def test_a_tensorrt_engine_is_written_as_tensorrt_plan_without_a_gpu(
+        install_trt, gpu, onnx_paths, tmp_path, monkeypatch, capsys):
+    engine = fake_engine(install_trt, tmp_path, onnx_paths, monkeypatch, 'tensorrt')
+    with pytest.raises(SystemExit) as code:
+        run_main(serve.main, ['--engine', str(engine), '--write_repository',
+                              str(tmp_path / 'models'), '--batchsize', '8'])
+    assert code.value.code == 0
+    network = configs(tmp_path / 'models')[contract.NETWORK]
+    assert network.platform == 'tensorrt_plan' and network.max_batch_size == 8
+    assert (tmp_path / 'models' / contract.NETWORK / '1' / 'model.plan').read_bytes() == \
+        engine.read_bytes()
+
+
+@needs_pytriton
+@pytest.mark.parametrize('profile, words', [
+    (['--min_batch', '2', '--opt_batch', '2'], 'serve.py runs batches of as few as one image (a '
+     "request is one image, and a dynamic batch runs grouped by canvas size): batch size 1 is "
+     "below the TensorRT engine's minimum 2"),
+    (['--min_side', '96', '--opt_side', '96', '--max_side', '96'],
+     'takes one canvas size only (96x96), and a server gets images of every size'),
+])
+def test_serve_refuses_an_engine_that_would_refuse_nearly_every_request(
+        install_trt, gpu, onnx_paths, tmp_path, monkeypatch, capsys, profile, words):
+    engine = fake_engine(install_trt, tmp_path, onnx_paths, monkeypatch, 'tensorrt', profile)
+    capsys.readouterr()
+    fails_with(capsys, serve.main, ['--engine', str(engine), '--write_repository',
+                                    str(tmp_path / 'models'), '--batchsize', '8'], words)
+    assert not (tmp_path / 'models').exists()
+
+
+def test_the_container_command_installs_what_the_python_steps_import():
+    """docs/serving.md's NGC container command installs every package of requirements.txt that
+    the preprocess and postprocess steps import (asked of Python itself, in a fresh process)."""
+    import re
+    from importlib.metadata import packages_distributions
+    probe = ('import json, sys; before = set(sys.modules); '
+             'import centernet.serving.triton_model, centernet.config, centernet.preprocess, '
+             'centernet.dataset, centernet.pipeline, coco_labels; '
+             'print(json.dumps(sorted({m.split(".")[0] for m in set(sys.modules) - before})))')
+    imported = json.loads(subprocess.run([sys.executable, '-c', probe], cwd=ROOT, check=True,
+                                         capture_output=True, text=True).stdout)
+    def name(text):
+        return re.sub(r'[-_.]+', '-', text).lower()
+    required = {name(re.split(r'[<>=!~;\s\[]', line.strip())[0])
+                for line in (ROOT / 'requirements.txt').read_text().splitlines()
+                if line.strip() and not line.startswith('#')}
+    distributions = packages_distributions()
+    needed = {name(dist) for module in imported for dist in distributions.get(module, ())
+              } & required
+    assert {'numpy', 'torch', 'imagesize'} <= needed  # the probe sees the real imports
+    docs = (ROOT / 'docs' / 'serving.md').read_text()
+    [command] = re.findall(r"pip install ([^&']+?) --index-url", docs)
+    assert needed <= {name(word) for word in command.split()}, (needed, command)
+
+
+def test_benchmark_serving_checks_its_requirements_before_the_direct_pass(capsys, monkeypatch):
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import benchmark_serving
+    monkeypatch.setattr(benchmark_serving, 'Direct', lambda *args: pytest.fail('ran'))
+    monkeypatch.setitem(sys.modules, 'pytriton', None)
+    fails_with(capsys, benchmark_serving.main, ['--images', '2'],
+               'tools/benchmark_serving.py needs nvidia-pytriton', 'requirements-serve.txt')
+
+
+@pytest.mark.parametrize('flag', [['--batchsize', '8'], ['--workers', '2'],
+                                  ['--max_pixels', '1e6']])
+def test_server_refuses_the_flags_of_a_local_run(capsys, flag):
+    fails_with(capsys, inference.main, ['--server', 'localhost:8000', '--datasets', '.'] + flag,
+               f'--server: drop {flag[0]}, which applies to a local run only')

@@ -11,6 +11,7 @@ graph in tests/test_tensorrt_real_builder.py; running an engine needs a GPU.
 """
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -785,14 +786,49 @@ def test_rtx_builds_without_a_gpu_for_its_portable_targets(rtx, onnx_files, tmp_
 
 def test_rtx_built_on_a_gpu_it_does_not_target_leaves_the_check_pending(rtx, gpu, onnx_files,
                                                                          tmp_path):
-    """A portable engine built on an H200 (sm 9.0, not a target) cannot run there: its check
-    waits for a target GPU instead of failing (and rejecting the engine) where it cannot run."""
+    """An engine for other GPUs, named as a list, built on an H200 (sm 9.0, not a target)
+    cannot run there: its check waits for a target GPU instead of failing (and rejecting the
+    engine) where it cannot run; --if-stale then takes it as current, not as one to rebuild."""
     gpu.name, gpu.capability = 'NVIDIA H200', (9, 0)
-    record = build(onnx_files['fp16'], tmp_path / 'm.engine', check=True)
+    record = build(onnx_files['fp16'], tmp_path / 'm.engine', check=True,
+                   compute_capability='8.6,8.9')
     assert record['self_check']['status'] == 'pending'
-    assert 'built on a GPU it does not target (NVIDIA H200, sm 9.0)' in \
+    assert 'built on a GPU it does not target (NVIDIA H200, sm 9.0' in \
         record['self_check']['reason']
     assert rtx.calls.executions == [] and (tmp_path / 'm.engine').is_file()
+    current, reason = sidecar.engine_is_current(tmp_path / 'm.engine', onnx_files['fp16'], 'fp16',
+                                                PROFILE, compute_capability='8.6,8.9')
+    assert current, reason
+
+
+@pytest.mark.parametrize('capability, words', [
+    ((9, 0), 'TensorRT for RTX does not target this GPU (NVIDIA GPU, sm 9.0)'),
+    ((7, 5), 'portable targets (8.0, 8.6, 8.9, 12.0, 12.1) leave out this GPU (NVIDIA GPU, sm '
+             '7.5), so the engine could not run here: pass --compute_capability current'),
+])
+def test_a_portable_build_whose_targets_leave_out_the_gpu_is_refused(rtx, gpu, onnx_files,
+                                                                     tmp_path, capability, words):
+    """Turing (7.5: a target only when named) and Hopper (9.0: never a target) with only TensorRT
+    for RTX: a default build would write an engine that can never run on the GPU at hand, and
+    --if-stale would rebuild it on every run. build, --if-stale and --check all refuse in one
+    line, before any build; the advice, followed, builds one that runs here."""
+    import build_engine
+    from common import run_main
+    gpu.name, gpu.capability = 'NVIDIA GPU', capability
+    argv = ['--model', str(onnx_files['fp16']), '--engine', str(tmp_path / 'm.engine'),
+            '--skip-check']
+    for mode in ([], ['--if-stale'], ['--check']):
+        with pytest.raises(UserError, match=re.escape(words)) as error:
+            build_engine.main(argv + mode)
+        assert '\n' not in str(error.value)
+    assert rtx.calls.builds == 0 and not (tmp_path / 'm.engine').exists()
+    if capability == (7, 5):  # the advice, as written
+        with pytest.raises(SystemExit) as done:
+            run_main(build_engine.main, argv + ['--compute_capability', 'current'])
+        assert done.value.code == 0
+        record = json.loads((tmp_path / 'm.engine.json').read_text())
+        assert record['targets'] == ['7.5']
+        TrtBackend(tmp_path / 'm.engine', gpu=CpuStandIn(), log=quiet)  # it opens here
 
 
 def test_rtx_targets_current_and_a_list(rtx, gpu, onnx_files, tmp_path):
@@ -810,6 +846,79 @@ def test_rtx_targets_current_and_a_list(rtx, gpu, onnx_files, tmp_path):
         build(onnx_files['fp16'], tmp_path / 'c.engine', compute_capability='current')
 
 
+@pytest.mark.parametrize('capability', [(7, 5), (9, 0)])
+def test_a_portable_engine_on_a_gpu_it_leaves_out_advises_a_build_that_runs_there(
+        rtx, gpu, install_trt, onnx_files, tmp_path, monkeypatch, capability):
+    """A portable engine built without a GPU, opened on Turing (7.5, a target only when named)
+    or Hopper (9.0, never one): the error's command, run as printed on this GPU, builds an
+    engine that opens here (TensorRT for RTX for this GPU; TensorRT 10 on Hopper), not the same
+    portable engine again."""
+    import shlex
+    import build_engine
+    engine = tmp_path / 'm.engine'
+    no_gpu(monkeypatch)
+    build(onnx_files['fp16'], engine)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    gpu.name, gpu.capability = 'NVIDIA GPU', capability
+    with pytest.raises(UserError) as error:
+        TrtBackend(engine, gpu=CpuStandIn())
+    message = str(error.value)
+    assert 'was built for compute capabilities 8.0, 8.6, 8.9, 12.0, 12.1, and this GPU' in message
+    [command] = re.findall(r'python3 build_engine\.py .*? --force', message)
+    assert '--compute_capability portable' not in command
+    if capability == (9, 0):
+        assert 'TensorRT for RTX does not target this GPU' in message
+        install_trt(TRT10)  # what the message says to install
+    assert build_engine.main(shlex.split(command)[2:] + ['--skip-check']) == 0
+    backend = TrtBackend(engine, gpu=CpuStandIn(), log=quiet)
+    assert backend.describe()['compute_capability'] == f'{capability[0]}.{capability[1]}'
+
+
+def test_a_compute_capability_list_of_nothing_says_so(rtx, onnx_files, tmp_path):
+    with pytest.raises(UserError, match=r"--compute_capability ' , ': TensorRT for RTX .* "
+                                        r"comma list of 7.5, .*; it names none$"):
+        build(onnx_files['fp16'], tmp_path / 'm.engine', compute_capability=' , ')
+    with pytest.raises(UserError, match="9.0, 9.1 are not among them$"):
+        build(onnx_files['fp16'], tmp_path / 'm.engine', compute_capability='8.6,9.0,9.1')
+
+
+def test_the_rebuild_command_runs_as_printed_from_another_folder(trt, gpu, onnx_files, tmp_path,
+                                                                  monkeypatch):
+    """Built from a relative ONNX path with a profile of its own: the sidecar's rebuild command,
+    run as printed from another folder, builds the same engine again (the ONNX, precision and
+    profile the sidecar records), as --if-stale then confirms."""
+    import shlex
+    import build_engine
+    (tmp_path / 'models').mkdir()
+    copy_onnx(onnx_files['fp16'], tmp_path / 'models')
+    monkeypatch.chdir(tmp_path)
+    profile = eb.Profile(2, 4, 8, 64, 320, 640)
+    first = build(Path('models/centernet_fp16.onnx'), Path('models/m.engine'), profile=profile)
+    command = sidecar.rebuild_command(first, tmp_path / 'models' / 'm.engine')
+    (tmp_path / 'elsewhere').mkdir()
+    monkeypatch.chdir(tmp_path / 'elsewhere')
+    argv = shlex.split(command)
+    assert argv[:2] == ['python3', 'build_engine.py'] and argv[-1] == '--force'
+    assert build_engine.main(argv[2:] + ['--skip-check']) == 0
+    again = json.loads((tmp_path / 'models' / 'm.engine.json').read_text())
+    assert again['profile'] == profile.to_dict() and trt.calls.builds == 2
+    assert (again['onnx_sha256'], again['precision']) == (first['onnx_sha256'], 'fp16')
+    current, reason = eb.engine_is_current(tmp_path / 'models' / 'm.engine', again['onnx'],
+                                           'fp16', profile, require_check=False)
+    assert current, reason
+
+
+def test_out_of_memory_without_a_gpu_names_only_the_workspace(rtx, onnx_files, tmp_path,
+                                                              monkeypatch):
+    no_gpu(monkeypatch)
+    rtx.fail_build = True
+    rtx.build_errors = ['Error Code 1: OutOfMemory (Requested size was 1048576 bytes.)']
+    with pytest.raises(UserError) as error:
+        build(onnx_files['fp16'], tmp_path / 'm.engine')
+    assert 'raise --workspace (now 4 GiB) to more than it asked for' in str(error.value)
+    assert 'GPU' not in str(error.value).split('It ran out of memory')[1]
+
+
 def test_compute_capability_is_refused_for_tensorrt(trt, gpu, onnx_files, tmp_path):
     with pytest.raises(UserError, match='--compute_capability 8.6: TensorRT builds for the GPU '
                                         'it runs on .*the flag is for --runtime tensorrt-rtx'):
@@ -821,7 +930,7 @@ def test_rtx_backend_runs_eager_shapes_with_a_runtime_cache_beside_the_engine(rt
                                                                               tmp_path):
     """The context comes from an IRuntimeConfig: EAGER shape specialisation (a new shape is
     compiled before it runs: no fallback kernel ever runs), CUDA graphs off, the runtime cache
-    file loaded and saved after each new shape; a second load reuses its kernels."""
+    file loaded, and saved at close with the new shapes' kernels; a second load reuses them."""
     engine = tmp_path / 'm.engine'
     build(onnx_files['fp16'], engine)
     said = []
@@ -838,6 +947,7 @@ def test_rtx_backend_runs_eager_shapes_with_a_runtime_cache_beside_the_engine(rt
     assert rtx.calls.fallback_runs == []
     assert rtx.calls.jit_compiles == [(1, 64, 64, 3), (2, 96, 64, 3)]
     cache = tmp_path / 'm.engine.runtime_cache'
+    backend.close()
     assert cache.is_file()
     said.clear()
     again = TrtBackend(engine, gpu=CpuStandIn(), log=said.append)
@@ -846,6 +956,57 @@ def test_rtx_backend_runs_eager_shapes_with_a_runtime_cache_beside_the_engine(rt
                for line in said)
     again.infer(torch.zeros((2, 96, 64, 3), dtype=torch.uint8))
     assert rtx.calls.jit_compiles == [(1, 64, 64, 3), (2, 96, 64, 3)]  # none compiled again
+
+
+def test_rtx_runtime_cache_is_not_written_per_shape_but_when_due_and_at_close(
+        rtx, onnx_files, tmp_path, monkeypatch):
+    """A new input shape's kernels are not written in the request path: the cache is saved at
+    open (the context's JIT, no file yet), then at most every SAVE_SECONDS while new shapes come,
+    and at close with the rest; nothing is written when no kernel is new."""
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine)
+    now = [0.0]
+    monkeypatch.setattr(parts.time, 'monotonic', lambda: now[0])
+    saved = []
+    real_save = parts.RuntimeCacheFile.save
+    monkeypatch.setattr(parts.RuntimeCacheFile, 'save',
+                        lambda self, cache: (saved.append(cache.serialize().nbytes),
+                                             real_save(self, cache)))
+    backend = TrtBackend(engine, gpu=CpuStandIn(), log=quiet)
+    assert len(saved) == 1  # the context's JIT
+    for side in (64, 96, 128):
+        backend.infer(torch.zeros((1, side, side, 3), dtype=torch.uint8))
+    assert len(saved) == 1  # three new shapes, nothing written yet
+    now[0] += parts.RuntimeCacheFile.SAVE_SECONDS
+    backend.infer(torch.zeros((1, 160, 160, 3), dtype=torch.uint8))
+    assert len(saved) == 2  # due: one save with all four shapes
+    backend.infer(torch.zeros((1, 192, 192, 3), dtype=torch.uint8))
+    backend.infer(torch.zeros((1, 64, 64, 3), dtype=torch.uint8))  # an old shape: nothing new
+    backend.close()
+    assert len(saved) == 3 and saved[2] > saved[1] > saved[0]
+    backend.close()
+    assert len(saved) == 3
+    again = TrtBackend(engine, gpu=CpuStandIn(), log=quiet)
+    compiled = len(rtx.calls.jit_compiles)
+    again.infer(torch.zeros((1, 192, 192, 3), dtype=torch.uint8))  # written at close: reused
+    assert len(rtx.calls.jit_compiles) == compiled and len(saved) == 3
+
+
+def test_rtx_runtime_cache_goes_beside_the_engine_a_link_points_at(rtx, onnx_files, tmp_path):
+    """serve.py's model instances open the engine through a symbolic link in a temporary
+    repository: the runtime cache is written beside the real engine, where the next start finds
+    it, not into the temporary folder."""
+    engine = tmp_path / 'm.engine'
+    build(onnx_files['fp16'], engine)
+    linked = tmp_path / 'repository'
+    linked.mkdir()
+    for name in ('m.engine', 'm.engine.json'):
+        (linked / name).symlink_to(tmp_path / name)
+    backend = TrtBackend(linked / 'm.engine', gpu=CpuStandIn(), log=quiet)
+    backend.infer(torch.zeros((1, 64, 64, 3), dtype=torch.uint8))
+    backend.close()
+    assert (tmp_path / 'm.engine.runtime_cache').is_file()
+    assert sorted(p.name for p in linked.iterdir()) == ['m.engine', 'm.engine.json']
 
 
 def test_the_fakes_lazy_strategy_runs_a_fallback_kernel_first(rtx, onnx_files, tmp_path):
@@ -958,3 +1119,42 @@ def test_the_scripts_pick_tensorrt_then_rtx_on_its_targets_then_torch(tmp_path, 
     assert done.stdout.strip() == picked
     if words:
         assert words in done.stderr and 'the engine runs on' in done.stderr
+
+
+@pytest.mark.parametrize('gpu_capability, modules, picked, words', [
+    ((9, 0), {'tensorrt': TRT10, 'tensorrt_rtx': RTX}, 'tensorrt', 'TensorRT imports'),
+    ((7, 5), {'tensorrt': None, 'tensorrt_rtx': RTX}, 'tensorrt-rtx',
+     'TensorRT for RTX 1.7.1.116 targets this GPU (NVIDIA Fake, sm 7.5)'),
+    ((9, 0), {'tensorrt': None, 'tensorrt_rtx': RTX}, None,
+     'error: BACKEND=tensorrt: TensorRT is not installed, and TensorRT for RTX does not target '
+     'this GPU (NVIDIA Fake, sm 9.0): install TensorRT 10 or 11'),
+    (None, {'tensorrt_rtx': RTX}, None, 'error: BACKEND=tensorrt: no CUDA GPU is visible'),
+])
+def test_backend_tensorrt_takes_the_tensorrt_that_runs_here_or_ends_in_one_error(
+        tmp_path, gpu_capability, modules, picked, words):
+    """BACKEND=tensorrt in the scripts: TensorRT, or TensorRT for RTX where this GPU is one of its
+    targets (Turing: built for this GPU); on Hopper with TensorRT for RTX alone, or without a GPU,
+    one error line and exit 2 before anything is exported or built (a build there would write an
+    engine that cannot run, again on every run)."""
+    import subprocess
+    (tmp_path / 'sitecustomize.py').write_text(SITE.format(
+        tests=str(Path(__file__).resolve().parent), gpu=gpu_capability, modules=modules))
+    root = Path(__file__).resolve().parents[1]
+    # What the fp16 scripts run; where a backend is picked, only the pick (the rest exports).
+    script = ('prepare_backend "$(pick_backend)"; echo "went on: $?"' if picked is None else
+              'pick_backend')
+    done = subprocess.run(
+        ['bash', '-c', f'source scripts/_common.sh && {script}'],
+        cwd=root, env={**__import__('os').environ, 'PYTHONPATH': str(tmp_path),
+                       'PYTHON': sys.executable, 'BACKEND': 'tensorrt',
+                       'MODELS_DIR': str(tmp_path / 'models')},
+        capture_output=True, text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith('error:')]
+    if picked is None:
+        assert done.returncode == 2 and done.stdout == '', (done.stdout, done.stderr)
+        assert len(errors) == 1 and errors[0].startswith(words), done.stderr
+        assert not (tmp_path / 'models').exists()
+    else:
+        assert done.returncode == 0 and done.stdout.strip() == picked and errors == [], \
+            done.stderr
+        assert words in done.stderr

@@ -33,13 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import serve  # noqa: E402
-from common import DEFAULT_CONFIG  # noqa: E402
+from common import DEFAULT_CONFIG, run_main  # noqa: E402
 from centernet.backends import open_backend  # noqa: E402
 from centernet.dataset import CocoImageSet  # noqa: E402
 from centernet.fileio import write_json  # noqa: E402
 from centernet.pipeline import Detector, detect_records  # noqa: E402
 from centernet.report import environment, format_table  # noqa: E402
 from centernet.serve_cli import describe_model  # noqa: E402
+from centernet.serving import require  # noqa: E402
 from centernet.serving.client import ServedDetector  # noqa: E402
 from centernet.serving.repository import Batching, write_repository  # noqa: E402
 from centernet.serving.server import BundledServer, Endpoints, free_ports  # noqa: E402
@@ -151,7 +152,7 @@ def served(args, records, scratch, direct):
     return model, levels
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--engine', help='model as serve.py takes it (default: a seeded ONNX)')
     parser.add_argument('--backend', default='auto')
@@ -169,7 +170,10 @@ def main():
     parser.add_argument('--instances', type=int, default=1)
     parser.add_argument('--max_queue_delay_us', type=int, default=2000)
     parser.add_argument('--json', default='results/benchmark_serving.json')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    # Before the direct pass, which takes minutes on a CPU: the server's half needs these.
+    for module in ('pytriton', 'tritonclient.http', 'tritonclient.grpc.model_config_pb2'):
+        require(module, 'tools/benchmark_serving.py')
     with tempfile.TemporaryDirectory(prefix='benchmark-serving-') as scratch:
         scratch = Path(scratch)
         if not args.engine:
@@ -209,7 +213,8 @@ def main():
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, record, indent=1)
     print(f'record: {args.json}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -53,6 +53,9 @@ class Backend(ABC):
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
+    def close(self):
+        """Write what the backend keeps for later runs (TensorRT for RTX: its runtime cache)."""
+
     def describe(self):
         """What the run record says about this backend (versions, device, precision)."""
         return dict(backend=self.name, device=str(self.device))

@@ -22,8 +22,11 @@ TensorRT for RTX
     the backend first asks the runtime whether the engine can run on this GPU
     (get_engine_validity), then creates its context through an IRuntimeConfig (engine.api.RtxApi):
     EAGER shape specialisation, so every shape runs its own compiled kernels from its first batch
-    on, and a runtime cache file beside the engine (<engine>.runtime_cache), loaded at open and
-    saved after the context's JIT and after each new input shape.
+    on (serving included: the kernels the self-check judged, the same detections for the first
+    request of a shape as for the later ones), and a runtime cache file beside the engine file
+    (<engine>.runtime_cache, the link's target for a linked engine), loaded at open, saved after
+    the context's JIT when it was not reused, then at most once a minute while new shapes come,
+    and at close() or the end of the process.
 
 Everything that needs CUDA is in `CudaStreamDevice`; the contract tests inject a CPU stand-in with
 the same methods (tests/test_tensorrt_contract.py), and a fake `tensorrt` module.
@@ -34,6 +37,7 @@ centernet.backends.open_backend calls) before this backend serves it.
 import hashlib
 import math
 import sys
+import weakref
 from pathlib import Path
 
 import torch
@@ -43,7 +47,8 @@ from ..config import CenterNetSpec
 from ..engine import parts
 from ..engine.api import RTX_INVALIDITY_ADVICE, current_gpu, import_tensorrt, torch_dtype_for
 from ..engine.profile import SIDE_MULTIPLE
-from ..engine.sidecar import read_sidecar, rebuild_command, runtime_cache_path
+from ..engine.sidecar import (read_sidecar, rebuild_command, rebuild_for_this_gpu,
+                              runtime_cache_path, sidecar_path)
 from ..errors import UserError
 from .base import Backend, copy_stream_for, cuda_upload
 
@@ -109,6 +114,11 @@ class CanvasLimits:
             return f'canvas {height}x{width} is not a multiple of {SIDE_MULTIPLE}'
         return None
 
+    def check_min_batch(self, batch):
+        if batch < self.min_batch:
+            raise UserError(f'batch size {batch} is below the TensorRT engine\'s minimum '
+                            f'{self.min_batch}: rebuild it with a smaller --min_batch')
+
     def describe(self):
         return (f'batch {self.min_batch}..{self.max_batch}, H {self.min_height}..'
                 f'{self.max_height}, W {self.min_width}..{self.max_width}')
@@ -151,22 +161,11 @@ class TrtBackend(Backend):
         self.api = import_tensorrt(built_by)
         self.trt = self.api.trt
         self.gpu_info = current_gpu()
-        if not self.engine_path.is_file():
-            raise UserError(f'{self.engine_path} not found: build it with python3 build_engine.py '
-                            '--model MODEL.onnx --engine ENGINE (see README)')
-        self.record = read_sidecar(self.engine_path)
-        if self.record.get('end2end'):
-            raise UserError(f'{self.engine_path} is an end-to-end engine (canvas, borders -> '
-                            'boxes, scores, labels), for a serving stack such as Triton; this '
-                            'backend runs the heads engine: build one from the heads ONNX '
-                            '(export.py without --end2end)')
+        self.record = read_heads_sidecar(self.engine_path)
         self._check_built_here()
         if warn_unchecked:
             self.warn_unless_checked()
-        blob = self.engine_path.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != self.record.get('engine_sha256'):
-            raise UserError(f'{self.engine_path} does not match its sidecar (the engine file was '
-                            f'replaced after the build): {self._rebuild_hint()}')
+        blob = read_engine_file(self.engine_path, self.record, self.rebuild_path)
 
         self.logger = parts.make_logger(self.trt)  # prints warnings, keeps the errors
         self.runtime = self.trt.Runtime(self.logger)  # kept: it must outlive the engine
@@ -182,8 +181,11 @@ class TrtBackend(Backend):
         # The GPU side first: TensorRT for RTX's runtime cache needs the CUDA context current.
         self.gpu = gpu if gpu is not None else CudaStreamDevice()
         self.device = self.gpu.device
-        self.runtime_cache = (parts.RuntimeCacheFile(runtime_cache_path(self.engine_path), log)
-                              if self.api.builds_without_gpu else None)
+        # Beside the engine file itself: serve.py's model instances open it through a symbolic
+        # link in a temporary repository, and the kernels must outlive that.
+        self.runtime_cache = (parts.RuntimeCacheFile(
+            runtime_cache_path(self.engine_path.resolve()), log)
+            if self.api.builds_without_gpu else None)
         # TensorRT for RTX compiles the engine's kernels for this GPU here (its JIT).
         self.context, self._context_state = self.api.create_context(self.engine,
                                                                     self.runtime_cache)
@@ -191,7 +193,13 @@ class TrtBackend(Backend):
             raise UserError(f'TensorRT could not create an execution context for '
                             f'{self.engine_path} ({self._logged()}; out of GPU memory?): free GPU '
                             'memory or rebuild with a smaller --max_batch/--max_side')
-        self._save_runtime_cache()
+        self._flush_runtime_cache = lambda: None
+        if self.runtime_cache is not None:
+            cache = self._context_state[1]
+            if not self.runtime_cache.loaded:  # the context's JIT: a new or a refused file
+                self.runtime_cache.save(cache)
+            # Kernels compiled later are written by close(), or when the process ends.
+            self._flush_runtime_cache = weakref.finalize(self, self.runtime_cache.flush, cache)
         self.shapes_seen = set()
 
         self.spec = CenterNetSpec.from_dict(self.record['spec'])
@@ -244,9 +252,18 @@ class TrtBackend(Backend):
         TensorRT for RTX engines on the version that built them, on their targets."""
         errors, warnings = self.api.compatibility(self.record, self.gpu_info)
         if errors:
-            raise UserError(f'{self.engine_path} was {errors[0]}: {self._rebuild_hint()}')
+            raise UserError(f'{self.engine_path} was {errors[0]}: {self._advice_for_this_gpu()}')
         for warning in warnings:
             print(f'warning: {self.engine_path} was {warning}', file=sys.stderr)
+
+    def _advice_for_this_gpu(self):
+        """The rebuild advice that, followed on this GPU, gives an engine that runs here: the
+        sidecar's own command, but for a TensorRT for RTX engine whose targets leave this GPU
+        out (the same command would build the same engine again)."""
+        if self.api.builds_without_gpu and self.gpu_info.compute_capability not in \
+                (self.record.get('targets') or []):
+            return rebuild_for_this_gpu(self.record, self.rebuild_path, self.api, self.gpu_info)
+        return self._rebuild_hint()
 
     def _check_validity(self, blob):
         """TensorRT for RTX says up front whether this GPU, driver and library can run it."""
@@ -255,20 +272,27 @@ class TrtBackend(Backend):
             return
         validity, reasons = answer
         gpu = f'{self.gpu_info.name}, sm {self.gpu_info.compute_capability}'
+        for_this_gpu = rebuild_for_this_gpu(self.record, self.rebuild_path, self.api,
+                                            self.gpu_info)
         if validity == 'INVALID':
             advice = '; '.join(RTX_INVALIDITY_ADVICE.get(r, r) for r in reasons) or \
                 self._logged()
+            # Not this GPU: the sidecar's own targets (which claim it) would build the same
+            # engine again.
+            command = (f': {for_this_gpu}' if 'UNSUPPORTED_CC' in reasons else
+                       f' ({rebuild_command(self.record, self.rebuild_path)})')
             raise UserError(f'{self.api.describe()} says {self.engine_path} cannot run here '
-                            f'({gpu}; {", ".join(reasons) or "no reason given"}): {advice} '
-                            f'({rebuild_command(self.record, self.rebuild_path)})')
+                            f'({gpu}; {", ".join(reasons) or "no reason given"}): {advice}'
+                            f'{command}')
         if validity != 'VALID':
             print(f'warning: {self.api.describe()} says {self.engine_path} runs here ({gpu}) '
-                  f'but {validity.lower()}ly ({", ".join(reasons) or "no reason given"}): '
-                  f'{self._rebuild_hint()} on this GPU for full speed', file=sys.stderr)
+                  f'but {validity.lower()}ly ({", ".join(reasons) or "no reason given"}): for '
+                  f'full speed, {for_this_gpu}', file=sys.stderr)
 
-    def _save_runtime_cache(self):
-        if self.runtime_cache is not None:
-            self.runtime_cache.save(self._context_state[1])
+    def close(self):
+        """Write the kernels TensorRT for RTX compiled since the last save to the runtime cache
+        (the end of the process does it too)."""
+        self._flush_runtime_cache()
 
     def _check_tensors(self):
         """The engine's I/O must be the ONNX contract's; returns name -> torch dtype."""
@@ -318,9 +342,9 @@ class TrtBackend(Backend):
         if not self.gpu.enqueue(self.context.execute_async_v3):
             raise UserError(f'TensorRT could not run {self.engine_path} ({self._logged()}): '
                             f'{self._rebuild_hint()}')
-        if shape not in self.shapes_seen:  # TensorRT for RTX compiled this shape's kernels
-            self.shapes_seen.add(shape)
-            self._save_runtime_cache()
+        if shape not in self.shapes_seen and self.runtime_cache is not None:
+            self.shapes_seen.add(shape)  # TensorRT for RTX compiled this shape's kernels
+            self.runtime_cache.grew(self._context_state[1])
         return tuple(results)
 
     def _set_address(self, name, tensor):
@@ -356,16 +380,79 @@ class TrtBackend(Backend):
 
     def check_batch(self, batch):
         super().check_batch(batch)
-        if batch < self.limits.min_batch:
-            raise UserError(f'batch size {batch} is below the TensorRT engine\'s minimum '
-                            f'{self.limits.min_batch}: rebuild it with a smaller --min_batch')
+        self.limits.check_min_batch(batch)
 
     def describe(self):
-        record = self.record
-        return dict(backend=self.name, device=str(self.device), engine=str(self.engine_path),
-                    runtime=self.api.runtime, tensorrt=self.api.version, gpu=self.gpu_info.name,
-                    compute_capability=self.gpu_info.compute_capability,
-                    precision=record.get('precision'), profile=record.get('profile'),
-                    canvas_limits=self.limits.describe(), targets=record.get('targets'),
-                    self_check=(record.get('self_check') or {}).get('status'),
-                    onnx_sha256=record.get('onnx_sha256'))
+        return dict(describe_engine(self.engine_path, self.record, self.limits),
+                    device=str(self.device), runtime=self.api.runtime, tensorrt=self.api.version,
+                    gpu=self.gpu_info.name, compute_capability=self.gpu_info.compute_capability)
+
+
+class SidecarEngine(Backend):
+    """An engine as its sidecar describes it, read without a GPU and without TensorRT: what
+    serve.py --write_repository needs to write a model repository for another machine (the
+    spec, classes, canvas and batch limits, the record). It does not run."""
+
+    name = 'tensorrt'
+    device = torch.device('cuda')  # where the engine runs: Triton's KIND_GPU instances
+
+    def __init__(self, engine_path):
+        self.engine_path = Path(engine_path)
+        self.record = read_heads_sidecar(self.engine_path)
+        read_engine_file(self.engine_path, self.record, self.engine_path)
+        canvas = self.record.get('canvas_shapes') or {}
+        if not {'min', 'max'} <= canvas.keys():
+            raise UserError(f'{sidecar_path(self.engine_path)} has no canvas shapes: rebuild it '
+                            f'with {rebuild_command(self.record, self.engine_path)}')
+        self.limits = CanvasLimits(canvas['min'], canvas['max'])
+        self.spec = CenterNetSpec.from_dict(self.record['spec'])
+        self.classes = tuple(self.record.get('classes') or ())
+        self.max_batch = self.limits.max_batch
+
+    def run(self, canvases):
+        raise UserError(f'{self.engine_path} was read from its sidecar only, without a GPU, and '
+                        'does not run: open it with centernet.backends.open_backend')
+
+    def largest_canvas(self):
+        return self.limits.max_height, self.limits.max_width
+
+    def check_batch(self, batch):
+        super().check_batch(batch)
+        self.limits.check_min_batch(batch)
+
+    def describe(self):
+        return dict(describe_engine(self.engine_path, self.record, self.limits), device='cuda',
+                    runtime=self.record.get('runtime'), tensorrt=self.record.get('runtime_version'))
+
+
+def read_heads_sidecar(engine_path):
+    """The sidecar of the heads engine at `engine_path` (the network inference.py runs)."""
+    if not engine_path.is_file():
+        raise UserError(f'{engine_path} not found: build it with python3 build_engine.py '
+                        '--model MODEL.onnx --engine ENGINE (see README)')
+    record = read_sidecar(engine_path)
+    if record.get('end2end'):
+        raise UserError(f'{engine_path} is an end-to-end engine (canvas, borders -> boxes, '
+                        'scores, labels), for a serving stack such as Triton; this backend runs '
+                        'the heads engine: build one from the heads ONNX (export.py without '
+                        '--end2end)')
+    return record
+
+
+def read_engine_file(engine_path, record, rebuild_path):
+    """The engine's bytes, which must be those its sidecar describes."""
+    blob = engine_path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != record.get('engine_sha256'):
+        raise UserError(f'{engine_path} does not match its sidecar (the engine file was replaced '
+                        f'after the build): rebuild it with '
+                        f'{rebuild_command(record, rebuild_path)}')
+    return blob
+
+
+def describe_engine(engine_path, record, limits):
+    """What the run record says of an engine, from its sidecar and profile."""
+    return dict(backend='tensorrt', engine=str(engine_path), precision=record.get('precision'),
+                profile=record.get('profile'), canvas_limits=limits.describe(),
+                targets=record.get('targets'),
+                self_check=(record.get('self_check') or {}).get('status'),
+                onnx_sha256=record.get('onnx_sha256'))

@@ -38,8 +38,7 @@ TORCH_DTYPE_NAMES = {'FLOAT': 'float32', 'HALF': 'float16', 'BF16': 'bfloat16', 
 # TensorRT for RTX), and what to do about it.
 RTX_INVALIDITY_ADVICE = {
     'VERSION_MISMATCH': 'another TensorRT for RTX version built it: rebuild it',
-    'UNSUPPORTED_CC': 'this GPU is not among its targets: rebuild it on this GPU with '
-                      '--compute_capability current',
+    'UNSUPPORTED_CC': 'this GPU is not among its targets',
     'OLD_CUDA_DRIVER': 'the NVIDIA driver is older than TensorRT for RTX needs: update it',
     'OLD_CUDA_RUNTIME': 'the CUDA runtime is older than TensorRT for RTX needs: update it',
     'INSUFFICIENT_GPU_MEMORY': 'the GPU has too little free memory for it: free some',
@@ -283,7 +282,10 @@ class RtxApi(TensorRTApi):
     def targets(self, request, gpu):
         known = self.known_targets()
         if request in (None, 'portable'):
-            return Targets('portable', self.portable_targets())
+            portable = Targets('portable', self.portable_targets())
+            if gpu is not None and gpu.compute_capability not in portable.capabilities:
+                raise UserError(self._portable_leaves_out(gpu, portable, known))
+            return portable
         if request == 'current':
             if gpu is None:
                 raise UserError('--compute_capability current needs a GPU, and none is visible '
@@ -296,12 +298,25 @@ class RtxApi(TensorRTApi):
         wanted = [part.strip() for part in str(request).split(',') if part.strip()]
         unknown = [cc for cc in wanted if cc not in known]
         if unknown or not wanted:
-            raise UserError(f'--compute_capability {request}: TensorRT for RTX {self.version} '
+            what = (f'{", ".join(unknown)} {"is" if len(unknown) == 1 else "are"} not among them'
+                    if unknown else 'it names none')
+            raise UserError(f'--compute_capability {request!r}: TensorRT for RTX {self.version} '
                             f'builds for portable (its default), current (this GPU) or a comma '
-                            f'list of {", ".join(known)}; {", ".join(unknown) or "nothing"} is '
-                            'not one of them')
+                            f'list of {", ".join(known)}; {what}')
         wanted = list(dict.fromkeys(wanted))
         return Targets('list', tuple(wanted), tuple(known[cc] for cc in wanted))
+
+    @staticmethod
+    def _portable_leaves_out(gpu, portable, known):
+        """Why a portable build on `gpu`, which is not among the portable targets, is refused:
+        the engine could never run on the GPU the user has."""
+        if gpu.compute_capability not in known:  # Hopper: no build of TensorRT for RTX runs
+            return rtx_does_not_target(gpu, known)
+        return (f'TensorRT for RTX\'s portable targets ({", ".join(portable.capabilities)}) '
+                f'leave out this GPU ({gpu.name}, sm {gpu.compute_capability}), so the engine '
+                f'could not run here: pass --compute_capability current (this GPU only), or a '
+                f'list with {gpu.compute_capability} in it (such as '
+                f'{gpu.compute_capability},{portable.capabilities[0]})')
 
     def configure_targets(self, config, targets):
         if targets.members is None:  # the library's portable default: nothing set
@@ -367,10 +382,13 @@ def _runtime_mismatch(record, api):
     return []
 
 
-def rtx_does_not_target(gpu, known):
+def rtx_does_not_target(gpu, known, command=None):
+    """The line for a GPU TensorRT for RTX builds for in no way (Hopper: 9.0); `command`: the
+    TensorRT 10/11 build that replaces the user's engine."""
+    use = (f'install TensorRT (pip install tensorrt) and build with it: {command}, ' if command
+           else 'use TensorRT (pip install tensorrt, --runtime tensorrt), ')
     return (f'TensorRT for RTX does not target this GPU ({gpu.name}, sm {gpu.compute_capability}): '
-            f'it builds for compute capabilities {", ".join(known)}; use TensorRT (pip install '
-            f'tensorrt, --runtime tensorrt), {ALTERNATIVES}')
+            f'it builds for compute capabilities {", ".join(known)}; {use}{ALTERNATIVES}')
 
 
 def runtime_for_this_gpu():

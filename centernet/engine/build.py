@@ -221,8 +221,8 @@ class EngineBuilder:
         advice = ''
         if any('OutOfMemory' in line for line in errors):
             advice = (f'. It ran out of memory: raise --workspace (now '
-                      f'{self.workspace_bytes / GIB:g} GiB) to more than it asked for, or free '
-                      'GPU memory')
+                      f'{self.workspace_bytes / GIB:g} GiB) to more than it asked for'
+                      + ('' if self.without_gpu else ', or free GPU memory'))
         raise UserError(f'TensorRT could not build an engine from {onnx_path} '
                         f'({profile.describe()}): {said}{advice}')
 
@@ -298,7 +298,7 @@ def build_engine(onnx_path, engine_path, precision='fp16', profile=Profile(), wo
                         for name, shapes in built.profile_shapes.items()},
         network=built.network,
         workspace_gib=workspace_gib,
-        onnx=str(source.given),
+        onnx=str(source.given.resolve()),  # the rebuild command runs from any folder
         onnx_sha256=source.given_sha256,
         parsed_onnx=str(source.parsed),
         parsed_onnx_sha256=sha256_of(source.parsed),
@@ -360,11 +360,12 @@ def _self_check(serialized, engine_path, record, source, reference, profile, che
         return engine_check.pending_record(
             reference, profile, 'built without a GPU: the check runs at the engine\'s first load '
                                 'on a GPU, before it is used')
-    if gpu.compute_capability not in record['targets']:  # TensorRT for RTX, for other GPUs
+    if gpu.compute_capability not in record['targets']:  # RTX, a list of other GPUs' targets
         return engine_check.pending_record(
             reference, profile, f'built on a GPU it does not target ({gpu.name}, sm '
-                                f'{gpu.compute_capability}): the check runs at the engine\'s '
-                                'first load on one of its targets, before it is used')
+                                f'{gpu.compute_capability}; --compute_capability '
+                                f'{",".join(record["targets"])}): the check runs at the '
+                                'engine\'s first load on one of its targets, before it is used')
     return _checked(serialized, engine_path, record, reference, profile, source.spec, log)
 
 

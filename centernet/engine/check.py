@@ -11,13 +11,16 @@ When: build_engine runs it right after the build, on the GPU it built on, and on
 passes goes to its final path. A TensorRT for RTX engine built without a GPU cannot run yet: its
 sidecar says `pending`, and `open_checked_engine` (what centernet.backends.open_backend calls)
 runs the check at the engine's first load on a GPU, before it serves anything, records the result
-in the sidecar, and refuses an engine that fails, as build_engine.py does.
+in the sidecar, and refuses an engine that fails, as build_engine.py does. Its reference ONNX is
+taken from the path the build recorded or, under the same name and sha256, from beside the engine:
+an engine built on one machine moves to another with its sidecar and that ONNX.
 
 The CPU reference costs one FP32 forward pass per distinct scene, so each shape has at most
 REFERENCE_BATCH distinct scenes; at the largest canvas the engine runs them repeated up to the
 profile's largest batch, and the gate judges the copies in the last slots of that batch.
 """
 
+import sys
 import time
 from pathlib import Path
 
@@ -115,7 +118,10 @@ def run_self_check(engine_path, reference_onnx, profile, precision, spec, log=pr
         engine = open_engine(engine_path, rebuild_path=rebuild_path)
     except UserError as exc:
         return _failed_record(reference_onnx, profile, f'the engine does not open: {exc}', log)
-    return check_engine(engine, reference_onnx, profile, precision, spec, log)
+    try:
+        return check_engine(engine, reference_onnx, profile, precision, spec, log)
+    finally:
+        engine.close()  # TensorRT for RTX: the check's kernels into the runtime cache
 
 
 def check_engine(engine, reference_onnx, profile, precision, spec, log=print):
@@ -182,37 +188,61 @@ def _failed_record(reference_onnx, profile, failure, log):
 
 # --- the check at an engine's first load -----------------------------------------------------
 
+def reference_beside(engine_path, check):
+    """The pending check's reference ONNX: at the path the build recorded, or under its name
+    beside the engine (an engine built on one machine and copied to another, with its sidecar
+    and that ONNX), whichever has the recorded sha256; None when neither does."""
+    recorded = Path(check.get('reference_onnx', ''))
+    expected = check.get('reference_onnx_sha256')
+    for candidate in dict.fromkeys((recorded, Path(engine_path).parent / recorded.name)):
+        if candidate.is_file() and sha256_of(candidate) == expected:
+            return candidate
+    return None
+
+
+def failed_check_error(engine_path, record):
+    """The UserError for an engine whose sidecar records a failed self-check, else None."""
+    check = record.get('self_check') or {}
+    if check.get('status') != 'failed':
+        return None
+    reference = reference_beside(engine_path, check) or check.get('reference_onnx', 'model.onnx')
+    failures = check.get('failures') or ['no failure recorded']
+    return UserError(f'{engine_path} failed its self-check ({failures[0]}; {len(failures)} '
+                     f'failure(s), recorded in its sidecar), so it is not used: rebuild it '
+                     f'with {rebuild_command(record, engine_path)}, or run on ONNX '
+                     f'Runtime meanwhile (inference.py --engine {reference})')
+
+
 def open_checked_engine(engine_path, log=print, **options):
     """TrtBackend for `engine_path`, self-checked first when its sidecar says the check is
     pending (built without a GPU, or on one it does not target): the result goes into the
     sidecar, and an engine that fails, now or before, is refused (UserError) as build_engine.py
     refuses one."""
     backend = TrtBackend(engine_path, warn_unchecked=False, log=log, **options)
-    check = backend.record.get('self_check') or {}
-    status = check.get('status')
-    if status == 'pending':
-        check = _check_at_first_load(backend, check, log)
-        status = check['status']
-    if status == 'failed':
-        reference = check.get('reference_onnx', 'model.onnx')
-        failures = check.get('failures') or ['no failure recorded']
-        raise UserError(f'{engine_path} failed its self-check ({failures[0]}; {len(failures)} '
-                        f'failure(s), recorded in its sidecar), so it is not used: rebuild it '
-                        f'with {rebuild_command(backend.record, engine_path)}, or run on ONNX '
-                        f'Runtime meanwhile (inference.py --engine {reference})')
+    if (backend.record.get('self_check') or {}).get('status') == 'pending':
+        _check_at_first_load(backend, backend.record['self_check'], log)
+    failed = failed_check_error(engine_path, backend.record)
+    if failed is not None:
+        raise failed
     backend.warn_unless_checked()
     return backend
 
 
 def _check_at_first_load(backend, pending, log):
     path = backend.engine_path
-    reference = Path(pending.get('reference_onnx', ''))
-    expected = pending.get('reference_onnx_sha256')
-    if not reference.is_file() or sha256_of(reference) != expected:
-        what = 'is gone' if not reference.is_file() else 'has changed since the build'
+    reference = reference_beside(path, pending)
+    if reference is None:
+        recorded = Path(pending.get('reference_onnx', ''))
+        places = list(dict.fromkeys((recorded, path.parent / recorded.name)))
+        found = [place for place in places if place.is_file()]
+        what = (f'has changed since the build ({", ".join(map(str, found))}: another sha256)'
+                if found else f'is not at {" nor at ".join(map(str, places))}')
+        digest = str(pending.get('reference_onnx_sha256'))[:12]
         raise UserError(f'{path} could not run where it was built and its self-check is '
-                        f'pending, but its reference ONNX {reference} {what}: put that file '
-                        f'back, or rebuild the engine with {rebuild_command(backend.record, path)}')
+                        f'pending, but its reference ONNX {recorded.name} {what}: copy '
+                        f'{recorded.name} (the ONNX it was built with, sha256 {digest}...) beside '
+                        f'the engine, into {path.parent}, or rebuild the engine with '
+                        f'{rebuild_command(backend.record, path)}')
     gpu = backend.gpu_info
     log(f'self-check: {path} could not run where it was built; checking it now, at its first '
         f'load on {gpu.name} (sm {gpu.compute_capability}), before it is used')
@@ -220,7 +250,14 @@ def _check_at_first_load(backend, pending, log):
     result = check_engine(backend, reference, profile, backend.record['precision'], backend.spec,
                           log)
     result['at_first_load'] = dict(gpu=gpu.name, compute_capability=gpu.compute_capability)
-    backend.record = record_self_check(path, result)
+    try:
+        backend.record = record_self_check(path, result)
+    except UserError as exc:  # a read-only engine folder: the result holds for this run
+        backend.record = dict(backend.record, self_check=result)
+        print(f'warning: the self-check result ({result["status"]}) was not recorded in '
+              f'{sidecar_path(path)} ({exc}): this run goes on with it, and the next load '
+              'checks the engine again', file=sys.stderr)
+        return result
     log(f'self-check: {result["status"]}; recorded in {sidecar_path(path)}')
     return result
 

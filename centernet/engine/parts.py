@@ -11,6 +11,7 @@ import fcntl
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 
 from ..errors import UserError
@@ -234,12 +235,22 @@ class RuntimeCacheFile:
     file is then replaced at the next save. Saves are atomic (temp file + rename): processes
     that share the engine each write whole caches, the last one's wins, none is ever half
     written. A failed save costs only a recompile next time: it is a warning, not an error.
+
+    A new input shape compiles new kernels in the middle of a run (a served request, a COCO
+    batch), and the whole cache would be serialised and written with it: `grew` saves at most
+    every SAVE_SECONDS, and `flush` (the backend's close, and the end of the process) writes
+    what is left.
     """
+
+    SAVE_SECONDS = 60.0
 
     def __init__(self, path, log=print):
         self.path = Path(path)
         self.log = log
         self.save_failed = False
+        self.loaded = False
+        self.unsaved = False
+        self.last_save = time.monotonic()
 
     def load(self, cache):
         if not self.path.is_file():
@@ -250,16 +261,30 @@ class RuntimeCacheFile:
         if cache.deserialize(blob):
             self.log(f'runtime cache: reusing the compiled kernels in {self.path} '
                      f'({len(blob) / 2**20:.1f} MiB)')
+            self.loaded = True
             return True
         self.log(f'runtime cache: {self.path} was made for another GPU, driver or TensorRT for '
                  'RTX version (the library refused it): kernels compile afresh, and the file is '
                  'replaced')
         return False
 
+    def grew(self, cache):
+        """New kernels are in `cache` (a new input shape): saved now when the last save is
+        SAVE_SECONDS old, else by a later `grew` or by `flush`."""
+        self.unsaved = True
+        if time.monotonic() - self.last_save >= self.SAVE_SECONDS:
+            self.save(cache)
+
+    def flush(self, cache):
+        """Save what `grew` left unsaved; nothing when the engine's folder is gone."""
+        if self.unsaved and self.path.parent.is_dir():
+            self.save(cache)
+
     def save(self, cache):
         if cache is None:
             return
         blob = cache.serialize()
+        self.unsaved, self.last_save = False, time.monotonic()
         try:
             with atomic_path(self.path) as tmp:
                 with open(tmp, 'wb') as f:

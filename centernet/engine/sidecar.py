@@ -10,15 +10,17 @@ that the shell scripts rebuild only when something changed; the TensorRT backend
 from it, so it needs no ONNX at run time.
 """
 
+import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 from ..checkpoint import sha256_of
 from ..errors import UserError
 from ..fileio import atomic_path, write_json
-from .api import Targets, import_tensorrt
+from .api import Targets, import_tensorrt, rtx_does_not_target
 from .parts import make_logger
-from .profile import profile_from_dict, resolve_profile
+from .profile import Profile, profile_from_dict, resolve_profile
 
 SIDECAR_FORMAT = 'centernet-tensorrt-sidecar/1'
 # Self-check states an engine may be used in without a rebuild: passed, or pending (it runs at
@@ -44,15 +46,52 @@ def sibling_engine(engine_path, tag):
     return engine_path.with_name(f'{engine_path.stem}.{tag}{engine_path.suffix}')
 
 
-def rebuild_command(record, engine_path):
-    """The build_engine.py command that builds `engine_path` again as its sidecar describes."""
-    command = (f'python3 build_engine.py --model {record.get("onnx", "MODEL.onnx")} --engine '
-               f'{engine_path} --precision {record.get("precision", "fp16")}')
-    if record.get('runtime') == 'tensorrt-rtx':
-        requested = record.get('targets_requested', 'portable')
-        targets = ','.join(record.get('targets') or []) if requested == 'list' else requested
-        command += f' --runtime tensorrt-rtx --compute_capability {targets}'
-    return command + ' --force'
+def rebuild_command(record, engine_path, targets=None, runtime=None):
+    """The build_engine.py command that builds `engine_path` again as its sidecar describes: the
+    ONNX at the absolute path the build recorded, the precision, the profile flags that differ
+    from build_engine.py's defaults, the runtime and its targets. `targets` replaces TensorRT for
+    RTX's recorded targets ('current': this GPU only); `runtime='tensorrt'` builds with TensorRT
+    10/11 instead."""
+    words = ['python3', 'build_engine.py', '--model', record.get('onnx', 'MODEL.onnx'),
+             '--engine', str(engine_path), '--precision', record.get('precision', 'fp16')]
+    words += profile_flags(record.get('profile'))
+    runtime = runtime or record.get('runtime')
+    if runtime == 'tensorrt-rtx':
+        if targets is None:
+            requested = record.get('targets_requested', 'portable')
+            targets = ','.join(record.get('targets') or []) if requested == 'list' else requested
+        words += ['--runtime', 'tensorrt-rtx', '--compute_capability', targets]
+    elif runtime != record.get('runtime'):
+        words += ['--runtime', runtime]
+    return ' '.join(shlex.quote(str(word)) for word in words + ['--force'])
+
+
+def profile_flags(fields):
+    """build_engine.py's profile flags for a sidecar's `profile`, those that differ from the
+    defaults; none for a static ONNX's fixed shape (the ONNX sets it)."""
+    try:
+        profile = profile_from_dict(fields)
+    except (KeyError, TypeError, ValueError):
+        return []
+    if not isinstance(profile, Profile):
+        return []
+    flags = []
+    for field in dataclasses.fields(Profile):
+        value = getattr(profile, field.name)
+        if value != field.default:
+            flags += [f'--{field.name}', str(value)]
+    return flags
+
+
+def rebuild_for_this_gpu(record, engine_path, api, gpu):
+    """Advice for a TensorRT for RTX engine whose targets leave `gpu` out, whose command, run on
+    `gpu`, builds an engine that runs there: for this GPU only (`--compute_capability current`)
+    where TensorRT for RTX knows its compute capability, else with TensorRT 10/11."""
+    known = api.known_targets()
+    if gpu.compute_capability in known:
+        return (f'rebuild it with {rebuild_command(record, engine_path, targets="current")}, '
+                'on this GPU')
+    return rtx_does_not_target(gpu, known, rebuild_command(record, engine_path, runtime='tensorrt'))
 
 
 def read_sidecar(engine_path):
@@ -93,10 +132,12 @@ def remove_engine(path):
 
 
 def record_self_check(engine_path, result):
-    """Replace the sidecar's `self_check` with `result`, atomically (a check run at load)."""
+    """Replace the sidecar's `self_check` with `result`, atomically (a check run at load). A
+    sidecar that is a symbolic link (serve.py's temporary model repository links the engine's
+    files) is written where it points, not replaced by a file beside the link."""
     record = read_sidecar(engine_path)
     record['self_check'] = result
-    write_json(sidecar_path(engine_path), record, indent=1)
+    write_json(sidecar_path(engine_path).resolve(), record, indent=1)
     return record
 
 
@@ -107,6 +148,13 @@ def _short(digest):
 def built_targets(record):
     """The sidecar's targets as Targets (what build_engine.py would resolve them to now)."""
     return Targets(record.get('targets_requested', 'this GPU'), tuple(record.get('targets') or ()))
+
+
+def runs_here(targets, gpu):
+    """Whether a build for `targets` is meant to run on the visible `gpu`. Not so for TensorRT
+    for RTX targets the user listed without it (an engine for other machines): then this GPU
+    says nothing about the engine, and a rebuild would build the same one again."""
+    return gpu is not None and gpu.compute_capability in targets.capabilities
 
 
 def staleness_reasons(record, api, gpu, precision, profile, targets, onnx_sha256, engine_sha256,
@@ -134,7 +182,7 @@ def staleness_reasons(record, api, gpu, precision, profile, targets, onnx_sha256
     ]
     reasons = [f'{label}: built with {built}, now {now}' for label, built, now in checks
                if built != now]
-    if not reasons and api.builds_without_gpu and gpu is not None:
+    if not reasons and api.builds_without_gpu and runs_here(targets, gpu):
         reasons += api.compatibility(record, gpu)[0]
     status = (record.get('self_check') or {}).get('status')
     if require_check and not record.get('end2end') and status not in USABLE_CHECKS:
@@ -174,7 +222,7 @@ def engine_is_current(engine_path, onnx_path, precision, profile, require_check=
         return False, f'its sidecar {sidecar_path(engine_path)} is missing or not ours'
     reasons = staleness_reasons(record, api, gpu, precision, profile, targets,
                                 sha256_of(onnx_path), sha256_of(engine_path), require_check)
-    if not reasons and gpu is not None and api.builds_without_gpu:
+    if not reasons and api.builds_without_gpu and runs_here(targets, gpu):
         reasons = validity_reasons(api, engine_path)
     if reasons:
         return False, '; '.join(reasons)

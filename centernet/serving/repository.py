@@ -8,7 +8,8 @@ Two layouts (docs/serving.md, "Model repository"):
     ensemble  centernet/           an ensemble of three steps, for a stand-alone tritonserver:
               centernet_preprocess/   Python backend: image bytes -> canvas + border
               centernet_network/      the engine as `tensorrt_plan` (or the ONNX as
-                                      `onnxruntime_onnx`; `--network python`: the kit's backend)
+                                      `onnxruntime_onnx`; `--network python`: the kit's backend,
+                                      the only one for TensorRT for RTX engines and torch)
               centernet_postprocess/  Python backend: heads + border -> detections
 
 Every config is built as Triton's own protobuf message (tritonclient's model_config_pb2) and
@@ -51,13 +52,27 @@ class ServedModel:
     max_canvas: tuple   # (height, width): larger canvases are refused, request by request
     gpu: bool           # the backend runs on a GPU: KIND_GPU instances
     describe: dict      # backend.describe()
+    extra_files: tuple = ()  # what else goes beside the model (a pending self-check's ONNX)
 
     def files(self):
-        """The files the backend reads: the model, its `<file>.json` sidecar where there is one
-        (a TensorRT engine's build record), and the torch backend's config."""
-        sidecar = self.model_file.with_name(self.model_file.name + '.json')
-        found = [self.model_file] + ([sidecar] if sidecar.is_file() else [])
-        return found + ([self.cfg_file] if self.cfg_file else [])
+        """The files the backend reads: the model, its `<file>.json` sidecar and
+        `<file>.runtime_cache` where there are (a TensorRT engine's build record; TensorRT for
+        RTX's compiled kernels, so a new server starts without compiling them again), the
+        extra files, and the torch backend's config."""
+        beside = [self.model_file.with_name(self.model_file.name + suffix)
+                  for suffix in ('.json', '.runtime_cache')]
+        found = [self.model_file] + [path for path in beside if path.is_file()]
+        return found + [Path(path) for path in self.extra_files] + (
+            [self.cfg_file] if self.cfg_file else [])
+
+
+def native_platform(served):
+    """(Triton platform, model file name) of a Triton backend that runs the network itself, or
+    None: no Triton backend runs the torch model, and Triton's TensorRT backend loads TensorRT
+    10/11 plans, not TensorRT for RTX engines."""
+    if served.describe.get('runtime') == 'tensorrt-rtx':
+        return None
+    return NATIVE_PLATFORMS.get(served.backend)
 
 
 @dataclass
@@ -82,7 +97,13 @@ def write_repository(folder, served, batching, layout='python', network='native'
         return folder
     preprocess, network_step, postprocess = contract.ensemble_steps(model)
     if network == 'native':
-        if served.backend not in NATIVE_PLATFORMS:
+        if served.describe.get('runtime') == 'tensorrt-rtx':
+            raise UserError(f'{served.model_file} is a TensorRT for RTX engine, and Triton\'s '
+                            'TensorRT backend (tensorrt_plan) loads TensorRT 10/11 plans only: '
+                            'pass --network python (the kit runs the engine inside Triton\'s '
+                            'Python backend; the default for this engine) or --layout python, or '
+                            'build the engine with TensorRT (build_engine.py --runtime tensorrt)')
+        if native_platform(served) is None:
             raise UserError(f'no Triton backend runs the kit\'s {served.backend} models natively: '
                             'pass --network python (the kit runs the network inside Triton\'s '
                             'Python backend) or --layout python')
@@ -186,7 +207,7 @@ class _Writer:
                 self._place(file, version / file.name)
 
     def native_network(self, name):
-        platform, filename = NATIVE_PLATFORMS[self.served.backend]
+        platform, filename = native_platform(self.served)
         config = self._config(name, _canvas_inputs(), _head_outputs(self.served),
                               gpu=self.served.gpu, platform=platform,
                               default_model_filename=filename)

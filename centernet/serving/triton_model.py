@@ -153,21 +153,27 @@ def decoder_threads():
 
 def read_image(payload, canvas, max_canvas):
     """Request bytes -> decoded image (preprocess.decode_image: inference.py's decoding), refused
-    if its canvas is larger than `max_canvas` (height, width)."""
-    import cv2
-    from ..preprocess import BadImageError, decode_image
-    try:
-        image = decode_image(bytes(payload), 'image')
-    except cv2.error:  # OpenCV asserts instead of returning None past CV_IO_MAX_IMAGE_PIXELS
-        raise BadImageError('image', 'not a readable image (its header declares more pixels '
-                            'than OpenCV decodes)') from None
-    height, width = image.shape[:2]
+    if its canvas is larger than `max_canvas` (height, width). The size comes from the header
+    first (image_header: the size OpenCV will decode, EXIF rotation applied), so a small file
+    that declares a huge picture is refused before it costs a decode; the decoded size is
+    checked again, in case a header and its pixels disagree."""
+    from ..preprocess import decode_image, header_of_bytes
+    data = bytes(payload)
+    header = header_of_bytes(data)
+    if header is not None:
+        _check_canvas(header.width, header.height, canvas, max_canvas)
+    image = decode_image(data, 'image')
+    _check_canvas(image.shape[1], image.shape[0], canvas, max_canvas)
+    return image
+
+
+def _check_canvas(width, height, canvas, max_canvas):
+    from ..preprocess import BadImageError
     canvas_height, canvas_width = canvas.shape(height, width)
     if canvas_height > max_canvas[0] or canvas_width > max_canvas[1]:
         raise BadImageError('image', f'{width}x{height} pixels needs a {canvas_width}x'
                             f'{canvas_height} canvas, larger than the served model takes '
                             f'({max_canvas[1]}x{max_canvas[0]}): send a smaller image')
-    return image
 
 
 class DetectorStep:
@@ -182,6 +188,7 @@ class DetectorStep:
 
     def close(self):
         self.decoder.shutdown()
+        self.detector.backend.close()
 
     def execute(self, requests, responses):
         from ..dataset import paste_batch
@@ -266,6 +273,9 @@ class NetworkStep:
 
     def __init__(self, parameters, folder, gpu):
         self.backend = open_model(parameters, folder, gpu)
+
+    def close(self):
+        self.backend.close()
 
     def execute(self, requests, responses):
         import torch
