@@ -267,7 +267,7 @@ def _ap(record):
     return json.loads(record.read_text())['metrics']['mAP']
 
 
-def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, tmp_path):
+def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, standin_test_scenes, tmp_path):
     root, env = demo
     done = run_script('infer_centernet_fp16_accuracy.sh', env, '--record', str(root / 'acc.json'),
                       '--quiet')
@@ -282,8 +282,7 @@ def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, tmp_path):
     assert 'PASS: AP 0.6' in done.stdout and 'meets ACC_TARGET=0.64' in done.stdout
     # the scenes: exactly the stand-in's test split, generated once
     scenes = next((root / 'cache').glob('standin-*/test-500'))
-    from centernet.standin_scenes import write_split
-    assert _tree_digest(scenes) == _tree_digest(write_split(tmp_path, 'test', 500))
+    assert _tree_digest(scenes) == _tree_digest(standin_test_scenes)  # write_split's
     # its models have their own folder, made from the stand-in: a COCO run never takes them
     models = root / 'models'
     assert sorted(p.name for p in models.iterdir()) == ['standin-demo']
