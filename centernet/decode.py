@@ -26,14 +26,17 @@ def topk_peaks(heatmap, topk=100, kernel=3, candidates_per_peak=16):
     raw scores and tests only those for being peaks. That is exact whenever at least `topk` of them
     are peaks and the topk-th peak scores strictly above the smallest candidate: every peak above
     that value is then among the candidates. Otherwise (few objects, flat maps) it falls back to
-    the full test. On a GPU the full test is cheap and needs no host sync, so it always runs;
+    the full test. It runs only where a class plane holds more cells than the candidates: on a
+    smaller map (the stand-in's 64x64 canvases, 16x16 cells) its first step already sorts every
+    plane whole, and the full test is the cheaper one (3 ms against 24 ms for 4 such images). On
+    a GPU the full test is cheap and needs no host sync, so it always runs;
     `candidates_per_peak=0` forces it anywhere (an exported graph must not branch on data).
     """
     batch, _, height, width = heatmap.shape
     flat = heatmap.reshape(batch, -1)
     count = topk * candidates_per_peak
     on_cpu = heatmap.device.type == 'cpu'
-    if candidates_per_peak and on_cpu and count < flat.shape[1]:
+    if candidates_per_peak and on_cpu and count < height * width:
         values, index = _topk_by_plane(heatmap, count)
         is_peak = values >= _window_max(flat, index, height, width, kernel)
         peak_values = values.masked_fill(~is_peak, float('-inf'))

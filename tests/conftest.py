@@ -92,6 +92,14 @@ def end2end_paths(tmp_path_factory, checkpoint_path):
     return {'fp32': fp32, 'fp16': ox.fp16_sibling(fp32)}
 
 
+@pytest.fixture(scope='session')
+def standin_test_scenes(tmp_path_factory):
+    """The stand-in's 500 held-out test scenes (standin_scenes.write_split), written once and
+    shared read-only by test_int8 (its APs) and test_scripts (the demo's scenes must equal them)."""
+    from centernet.standin_scenes import write_split
+    return write_split(tmp_path_factory.mktemp('standin_test'), 'test', 500)
+
+
 # What Python, pytest and virtual environments keep in a checkout: not the suite's writing.
 _NOT_OURS = {'.git', '__pycache__', '.pytest_cache'}
 

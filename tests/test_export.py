@@ -88,6 +88,16 @@ def test_static_export(static_paths, model):
     assert all(d <= FP32_HEAD_TOLERANCE * max(1.0, s) for d, s in diffs.values())
 
 
+# The refusal tests' gate canvases: what a refusal does to the files is their point, not the
+# default shapes (test_export_report_written checks those); a fifth of the pixels to run.
+SMALL_GATE_SHAPES = ((1, 128, 160), (2, 96, 128))
+
+
+@pytest.fixture
+def small_gate(monkeypatch):
+    monkeypatch.setattr(gate, 'DEFAULT_SHAPES', SMALL_GATE_SHAPES)
+
+
 def export_exit(argv):
     import export
     from common import run_main
@@ -96,7 +106,8 @@ def export_exit(argv):
     return code.value.code
 
 
-def test_refused_fp32_never_reaches_its_path(tmp_path, checkpoint_path, monkeypatch, capsys):
+def test_refused_fp32_never_reaches_its_path(small_gate, tmp_path, checkpoint_path, monkeypatch,
+                                             capsys):
     """If ONNX Runtime disagreed with PyTorch, the graph is kept aside, not at --output: exit 2."""
     from centernet import export_cli
     real = ox.onnxruntime_runner
@@ -113,7 +124,8 @@ def test_refused_fp32_never_reaches_its_path(tmp_path, checkpoint_path, monkeypa
     assert report['outputs']['fp32']['status'] == 'failed'
 
 
-def test_refused_fp32_removes_an_earlier_fp16(tmp_path, checkpoint_path, monkeypatch, capsys):
+def test_refused_fp32_removes_an_earlier_fp16(small_gate, tmp_path, checkpoint_path, monkeypatch,
+                                              capsys):
     """--precision both with a refused FP32 graph makes no FP16 graph, and an FP16 file an
     earlier export left beside it goes too: the report says 'not made', a script must not find
     one."""
@@ -145,7 +157,8 @@ def fp16_breaking_checkpoint(tmp_path_factory, spec):
     return path
 
 
-def test_refused_fp16_is_kept_aside_and_fp32_reused(tmp_path, fp16_breaking_checkpoint, capsys):
+def test_refused_fp16_is_kept_aside_and_fp32_reused(small_gate, tmp_path, fp16_breaking_checkpoint,
+                                                    capsys):
     out = tmp_path / 'centernet.onnx'
     (tmp_path / 'centernet_fp16.onnx').write_bytes(b'an earlier export')  # must not survive
     argv = ['--weight', fp16_breaking_checkpoint, '--output', out, '--precision', 'both']

@@ -361,11 +361,11 @@ def test_the_cpu_flavour_graph_is_refused_as_the_real_parser_refuses_it(int8_pat
 # --- the trained stand-in (tests/fixtures/standin; tools/train_standin.py makes it) -------------
 
 @pytest.fixture(scope='module')
-def standin(tmp_path_factory):
+def standin(tmp_path_factory, standin_test_scenes):
     if not STANDIN.is_file():
         pytest.skip(f'{STANDIN.relative_to(ROOT)} absent: make it with tools/train_standin.py')
     root = tmp_path_factory.mktemp('standin')
-    return dict(checkpoint=STANDIN, test=standin_scenes.write_split(root, 'test', 500),
+    return dict(checkpoint=STANDIN, test=standin_test_scenes,
                 calib=standin_scenes.write_split(root, 'train', 72), root=root)
 
 

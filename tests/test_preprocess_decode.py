@@ -199,7 +199,7 @@ def test_plateau_peaks_match_as_a_set():
     test. Order among equal scores is unspecified, so compare (score, index) sets."""
     from centernet.decode import topk_peaks
     generator = torch.Generator().manual_seed(2)
-    heatmap = torch.rand((2, 80, 24, 24), generator=generator) ** 4 * 0.9
+    heatmap = torch.rand((2, 80, 48, 48), generator=generator) ** 4 * 0.9  # > 1600 cells a plane
     heatmap[:, 7, 5:8, 5:9] = 1.0
     scores, index = topk_peaks(heatmap, 100, 3)
     expected = _full_topk(heatmap)
@@ -213,10 +213,10 @@ def test_plateau_peaks_match_as_a_set():
 def test_decode_of_channels_last_heads(candidates_per_peak):
     """The torch CUDA backend runs channels_last, so its heads arrive in that layout."""
     generator = torch.Generator().manual_seed(3)
-    heads = [torch.rand((2, 80, 24, 40), generator=generator) ** 4,
-             torch.rand((2, 2, 24, 40), generator=generator) * 9,
-             torch.rand((2, 2, 24, 40), generator=generator)]
-    borders = torch.tensor([[3., 90., 5., 150.], [0., 96., 0., 160.]])
+    heads = [torch.rand((2, 80, 40, 48), generator=generator) ** 4,  # 16: the candidate search
+             torch.rand((2, 2, 40, 48), generator=generator) * 9,
+             torch.rand((2, 2, 40, 48), generator=generator)]
+    borders = torch.tensor([[3., 150., 5., 180.], [0., 160., 0., 192.]])
     expected = decode_heads(*heads, borders, candidates_per_peak=candidates_per_peak)
     channels_last = [h.contiguous(memory_format=torch.channels_last) for h in heads]
     got = decode_heads(*channels_last, borders, candidates_per_peak=candidates_per_peak)

@@ -1,18 +1,20 @@
 """The user's journey with the shell scripts, on the CPU path (ONNX Runtime), end to end.
 
-With weights the seeded fixtures did not make (BatchNorm statistics calibrated on generated
-scenes, as a trained network's are; other seeds), from an empty models folder: export (gated),
-evaluate, time; a second run reuses the export, another checkpoint or a refused/doctored export
-makes the scripts export again. With nothing given, the bundled demo (the trained stand-in on its
-generated scenes) runs all four scripts. INT8 weights the gate refuses reach the end by following
-the scripts' own advice. Bad inputs fail at once, before any long work. Every run writes into
-tmp_path only: --record, MODELS_DIR and DEMO_CACHE (conftest's guard checks the checkout).
+With weights the seeded fixtures did not make (BatchNorm statistics calibrated on generated scenes,
+as a trained network's are; other seeds), from an empty models folder: export (gated), evaluate,
+time; a second run reuses the export, another checkpoint makes the scripts export again (a refused
+export on disk is a reason export.py --if-stale gives for it too). With nothing given, the bundled
+demo (the trained stand-in on its generated scenes) runs all four scripts. INT8 weights the gate
+refuses reach the end by following the scripts' own advice. Bad inputs fail at once, before any
+long work. Every run writes into tmp_path only: --record, MODELS_DIR and DEMO_CACHE (conftest's
+guard checks the checkout).
 """
 
 import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -67,7 +69,9 @@ def export_report(root, models):
     return json.loads((root / models / 'centernet.export.json').read_text())
 
 
-@pytest.mark.parametrize('seed', [41, 42])
+# Seed 41 only: seed 42's first run took the same path (14 s); its weights are exported, gated
+# and evaluated by the scripts in test_another_checkpoint_or_a_refused_export_is_exported_again.
+@pytest.mark.parametrize('seed', [41])
 def test_first_run_from_an_empty_models_folder(journey, seed):
     root, checkpoints = journey
     env = env_for(root, checkpoints[seed], f'models_{seed}')
@@ -101,17 +105,25 @@ def test_another_checkpoint_or_a_refused_export_is_exported_again(journey):
     done = run_script('infer_centernet_fp16_accuracy.sh', dict(env, ACC_TARGET='0'), *record)
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'exporting again (made from another checkpoint' in done.stdout
-    assert export_report(root, 'models_41')['weight'] == str(checkpoints[42])
-    # what a refused export leaves: the graph aside, its report saying failed
     models = root / 'models_41'
     report = export_report(root, 'models_41')
-    report['outputs']['fp32']['status'] = 'failed'
-    (models / 'centernet.export.json').write_text(json.dumps(report))
-    (models / 'centernet.onnx').rename(models / 'centernet.rejected.onnx')
-    done = run_script('infer_centernet_fp16_accuracy.sh', dict(env, ACC_TARGET='0'), *record)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert 'exporting again (its fp32 graph has status failed, not passed)' in done.stdout
+    assert report['weight'] == str(checkpoints[42])
+    assert report['outputs']['fp32']['status'] == 'passed'  # seed 42's weights pass the gate
     assert sorted(p.name for p in models.iterdir()) == ['centernet.export.json', 'centernet.onnx']
+    record = json.loads((root / 'acc_another.json').read_text())
+    assert record['images'] == 3 and record['backend']['model'] == str(models / 'centernet.onnx')
+    # what a refused export leaves: the graph aside, its report saying failed. The script asks
+    # export.py --if-stale, as above; the reason it gets (test_export's refused tests follow it
+    # to the new export, which removes the rejected file) comes from reuse_problem:
+    # (on a copy: the next test reuses models_41)
+    from centernet.export_cli import reuse_problem
+    refused = root / 'models_refused'
+    shutil.copytree(models, refused)
+    report['outputs']['fp32']['status'] = 'failed'
+    (refused / 'centernet.export.json').write_text(json.dumps(report))
+    (refused / 'centernet.onnx').rename(refused / 'centernet.rejected.onnx')
+    assert reuse_problem(refused / 'centernet.onnx', 'fp32', checkpoints[42], CONFIG) == \
+        'its fp32 graph has status failed, not passed'
 
 
 def test_a_checkpoint_without_coco_runs_on_the_demo_scenes_and_says_what_that_means(journey):
@@ -255,7 +267,7 @@ def _ap(record):
     return json.loads(record.read_text())['metrics']['mAP']
 
 
-def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, tmp_path):
+def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, standin_test_scenes, tmp_path):
     root, env = demo
     done = run_script('infer_centernet_fp16_accuracy.sh', env, '--record', str(root / 'acc.json'),
                       '--quiet')
@@ -270,8 +282,7 @@ def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, tmp_path):
     assert 'PASS: AP 0.6' in done.stdout and 'meets ACC_TARGET=0.64' in done.stdout
     # the scenes: exactly the stand-in's test split, generated once
     scenes = next((root / 'cache').glob('standin-*/test-500'))
-    from centernet.standin_scenes import write_split
-    assert _tree_digest(scenes) == _tree_digest(write_split(tmp_path, 'test', 500))
+    assert _tree_digest(scenes) == _tree_digest(standin_test_scenes)  # write_split's
     # its models have their own folder, made from the stand-in: a COCO run never takes them
     models = root / 'models'
     assert sorted(p.name for p in models.iterdir()) == ['standin-demo']
