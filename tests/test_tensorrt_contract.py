@@ -1080,15 +1080,18 @@ def test_rtx_staleness_compares_runtime_and_targets(rtx, onnx_files, tmp_path, m
 
 # --- which TensorRT the scripts take (scripts/_common.sh pick_backend) ---------------------------
 
+# A stand-in `torch` with only what pick_backend asks (torch.cuda.*): importing the real one took
+# most of each case's 1.4 s.
 SITE = '''
 import sys
-import torch
+import types
 sys.path.insert(0, {tests!r})
 import fake_tensorrt
-torch.cuda.is_available = lambda: {gpu!r} is not None
-torch.cuda.current_device = lambda: 0
-torch.cuda.get_device_name = lambda index=None: 'NVIDIA Fake'
-torch.cuda.get_device_capability = lambda index=None: {gpu!r}
+cuda = types.SimpleNamespace(
+    is_available=lambda: {gpu!r} is not None, current_device=lambda: 0,
+    get_device_name=lambda index=None: 'NVIDIA Fake',
+    get_device_capability=lambda index=None: {gpu!r})
+sys.modules['torch'] = types.SimpleNamespace(cuda=cuda, __version__='0+stand-in')
 for name, version in {modules!r}.items():
     sys.modules[name] = fake_tensorrt.make_fake_tensorrt(version) if version else None
 '''
