@@ -19,7 +19,9 @@ def topk_peaks(heatmap, topk=100, kernel=3, candidates_per_peak=16):
     """Scores and class-major flat indices of the `topk` best local maxima, best first.
 
     Equal to `torch.topk(local_maximum(heatmap, kernel).view(B, -1), topk)` — mmdet's two lines —
-    except possibly in the order of exactly equal scores, which torch.topk leaves unspecified too.
+    except possibly among scores exactly equal to the topk-th (their order, and which of them fill
+    the last slots, e.g. the score-0 cells of a map with fewer than `topk` peaks), which torch.topk
+    leaves unspecified too.
 
     On the CPU the full peak test costs more than the engine's last layers (a 3x3 max over
     80 x H/4 x W/4 values per image), so it first takes the `topk * candidates_per_peak` largest

@@ -84,11 +84,16 @@ def _decode(data, path, header):
 
 
 def _has_decoder(data):
+    """Whether this OpenCV has a decoder for the format `data` starts with; True when that
+    cannot be asked (the generic reason is then given). Only called after a failed decode."""
     # cv2.haveImageReader looks at a file's signature only: the first bytes are enough.
-    with tempfile.NamedTemporaryFile(suffix='.img') as head:
-        head.write(data[:64])
-        head.flush()
-        return cv2.haveImageReader(head.name)
+    try:
+        with tempfile.NamedTemporaryFile(suffix='.img') as head:
+            head.write(data[:64])
+            head.flush()
+            return cv2.haveImageReader(head.name)
+    except OSError:  # no writable temporary folder (full, read-only): not worth a second error
+        return True
 
 
 def _no_decoder(header):

@@ -225,6 +225,19 @@ def test_a_format_without_a_decoder_here_is_named(tmp_path):
                                     'convert the picture to PNG or JPEG')
 
 
+def test_a_corrupt_file_without_a_writable_temporary_folder_is_still_one_refusal(
+        valid_files, monkeypatch, tmp_path):
+    """Asking OpenCV whether it has the format's decoder writes the first bytes to a temporary
+    file; with no writable temporary folder (full disk) the refusal is the generic one, not an
+    OSError that --skip_bad_images and the one error: line would not catch."""
+    import tempfile
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'missing'))
+    data = valid_files['rgb.png'][:60] + b'\x00' * 200 + valid_files['rgb.png'][260:]
+    with pytest.raises(BadImageError) as refusal:
+        decode_image(data, 'corrupt.png')
+    assert refusal.value.reason.startswith('not a readable image')
+
+
 def test_a_motion_photo_is_the_jpeg_it_starts_with(valid_files):
     """Appended data is not part of the picture: same pixels as the JPEG alone."""
     assert np.array_equal(decode_image(valid_files['motion-photo.jpg']),

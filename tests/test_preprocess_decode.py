@@ -179,18 +179,25 @@ def test_candidate_peak_search_equals_the_full_peak_test(monkeypatch):
             sorted(zip(expected.values[b].tolist(), expected.indices[b].tolist()))
 
 
-def test_few_peaks_fall_back_to_the_full_test():
-    """Two blobs and zeros elsewhere: fewer than 100 positive peaks, so the fallback runs and the
-    remaining slots hold score 0, as in mmdet."""
-    from centernet.decode import topk_peaks
-    heatmap = torch.zeros((1, 80, 32, 32))
-    ys, xs = torch.meshgrid(torch.arange(32.), torch.arange(32.), indexing='ij')
+def test_few_peaks_fall_back_to_the_full_test(monkeypatch):
+    """Two blobs and zeros elsewhere: fewer than 100 positive peaks, so the candidate search is
+    tried, rejected, and the fallback runs; the remaining slots hold score 0, as in mmdet."""
+    from centernet import decode
+    side = 48  # a plane of 2304 cells holds more than the 1600 candidates: the search is tried
+    heatmap = torch.zeros((1, 80, side, side))
+    ys, xs = torch.meshgrid(torch.arange(float(side)), torch.arange(float(side)), indexing='ij')
     heatmap[0, 3] = torch.exp(-((xs - 10) ** 2 + (ys - 7) ** 2) / 8)
     heatmap[0, 50] = 0.7 * torch.exp(-((xs - 20) ** 2 + (ys - 25) ** 2) / 8)
-    scores, index = topk_peaks(heatmap, 100, 3)
+    full_tests = []
+    local_maximum = decode.local_maximum
+    monkeypatch.setattr(decode, 'local_maximum',
+                        lambda *a: full_tests.append(1) or local_maximum(*a))
+    scores, index = decode.topk_peaks(heatmap, 100, 3)
+    assert full_tests == [1]  # the candidates were rejected: the full test ran once
     expected = _full_topk(heatmap)
     assert torch.equal(scores, expected.values)
-    assert index[0, 0] == 3 * 1024 + 7 * 32 + 10 and index[0, 1] == 50 * 1024 + 25 * 32 + 20
+    plane = side * side
+    assert index[0, 0] == 3 * plane + 7 * side + 10 and index[0, 1] == 50 * plane + 25 * side + 20
     assert (scores[0, 2:] == 0).all()
 
 
