@@ -85,7 +85,7 @@ def sidecar_engine(engine):
     from .backends.tensorrt_backend import SidecarEngine
     from .engine.check import failed_check_error
     backend = SidecarEngine(engine)
-    failed = failed_check_error(backend.engine_path, backend.record)
+    failed = failed_check_error(backend.engine_path, backend.record, command='serve.py')
     if failed is not None:
         raise failed
     return backend

@@ -200,17 +200,19 @@ def reference_beside(engine_path, check):
     return None
 
 
-def failed_check_error(engine_path, record):
-    """The UserError for an engine whose sidecar records a failed self-check, else None."""
+def failed_check_error(engine_path, record, command='inference.py'):
+    """The UserError for an engine whose sidecar records a failed self-check, else None.
+    `command` is the CLI that opened it: its --engine takes the ONNX the advice names."""
     check = record.get('self_check') or {}
     if check.get('status') != 'failed':
         return None
-    reference = reference_beside(engine_path, check) or check.get('reference_onnx', 'model.onnx')
+    reference = reference_beside(engine_path, check)
+    onnx = str(reference) if reference else 'the FP32 ONNX from export.py'
     failures = check.get('failures') or ['no failure recorded']
     return UserError(f'{engine_path} failed its self-check ({failures[0]}; {len(failures)} '
                      f'failure(s), recorded in its sidecar), so it is not used: rebuild it '
                      f'with {rebuild_command(record, engine_path)}, or run on ONNX '
-                     f'Runtime meanwhile (inference.py --engine {reference})')
+                     f'Runtime meanwhile ({command} --engine {onnx})')
 
 
 def open_checked_engine(engine_path, log=print, **options):
