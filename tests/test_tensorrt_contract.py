@@ -906,6 +906,29 @@ def test_the_rebuild_command_runs_as_printed_from_another_folder(trt, gpu, onnx_
     current, reason = eb.engine_is_current(tmp_path / 'models' / 'm.engine', again['onnx'],
                                            'fp16', profile, require_check=False)
     assert current, reason
+    assert '--reference_onnx' not in argv  # the FP32 sibling: build_engine.py finds it itself
+
+
+def test_the_rebuild_command_keeps_a_reference_onnx_given_elsewhere(trt, gpu, onnx_files,
+                                                                     tmp_path):
+    """An engine checked against an FP32 ONNX build_engine.py would not find by itself (its
+    sidecar as a self-check leaves it): the rebuild command passes it, so the rebuilt engine is
+    checked against it again instead of being left unchecked; the FP32 sibling is not passed."""
+    import shlex
+    from centernet.engine.check import find_reference_onnx
+    (tmp_path / 'models').mkdir()
+    (tmp_path / 'reference').mkdir()
+    onnx = copy_onnx(onnx_files['fp16'], tmp_path / 'models')
+    reference = tmp_path / 'reference' / 'fp32.onnx'
+    shutil.copyfile(onnx_files['fp32'], reference)
+    record = build(onnx, tmp_path / 'models' / 'm.engine')
+    assert find_reference_onnx(onnx, 'fp16') is None  # no sibling: unchecked without the flag
+    for given, passed in ((reference, str(reference)), (onnx.with_name('centernet.onnx'), None)):
+        record['self_check'] = {'status': 'passed', 'reference_onnx': str(given)}
+        argv = shlex.split(sidecar.rebuild_command(record, tmp_path / 'models' / 'm.engine'))
+        flag = argv[argv.index('--reference_onnx') + 1] if '--reference_onnx' in argv else None
+        assert flag == passed
+    assert find_reference_onnx(onnx, 'fp16', str(reference)) == reference  # what the build checks
 
 
 def test_out_of_memory_without_a_gpu_names_only_the_workspace(rtx, onnx_files, tmp_path,

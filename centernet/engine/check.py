@@ -175,7 +175,8 @@ def pending_record(reference_onnx, profile, reason):
 
 def _record(reference_onnx, profile):
     shapes = check_shapes(profile)
-    return dict(format=CHECK_FORMAT, reference_onnx=str(reference_onnx),
+    # resolved, as the sidecar's onnx: its rebuild command and a moved engine's check find it
+    return dict(format=CHECK_FORMAT, reference_onnx=str(Path(reference_onnx).resolve()),
                 reference_onnx_sha256=sha256_of(reference_onnx),
                 shapes=[list(shape) for shape, _ in shapes],
                 engine_batches=[batch for _, batch in shapes])

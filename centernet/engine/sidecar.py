@@ -55,6 +55,7 @@ def rebuild_command(record, engine_path, targets=None, runtime=None):
     words = ['python3', 'build_engine.py', '--model', record.get('onnx', 'MODEL.onnx'),
              '--engine', str(engine_path), '--precision', record.get('precision', 'fp16')]
     words += profile_flags(record.get('profile'))
+    words += _reference_flag(record)
     runtime = runtime or record.get('runtime')
     if runtime == 'tensorrt-rtx':
         if targets is None:
@@ -64,6 +65,20 @@ def rebuild_command(record, engine_path, targets=None, runtime=None):
     elif runtime != record.get('runtime'):
         words += ['--runtime', runtime]
     return ' '.join(shlex.quote(str(word)) for word in words + ['--force'])
+
+
+def _reference_flag(record):
+    """--reference_onnx when the build checked against an FP32 ONNX that build_engine.py would
+    not find by itself (check.find_reference_onnx: the ONNX given when FP32, else its FP32
+    sibling, centernet_fp16.onnx -> centernet.onnx); without it the rebuild is left unchecked."""
+    reference = (record.get('self_check') or {}).get('reference_onnx')
+    onnx = record.get('onnx')
+    if not reference or not onnx or record.get('precision') == 'int8':
+        return []
+    onnx = Path(onnx)
+    default = onnx.with_name(onnx.stem[:-len('_fp16')] + onnx.suffix) \
+        if onnx.stem.endswith('_fp16') else onnx
+    return [] if Path(reference) in (onnx, default) else ['--reference_onnx', reference]
 
 
 def profile_flags(fields):
