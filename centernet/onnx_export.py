@@ -179,6 +179,14 @@ def fp16_sibling(path):
     return path.with_name(path.stem + '_fp16' + path.suffix)
 
 
+def fp32_sibling(path):
+    """The FP32 ONNX whose FP16 form `path` is named as (fp16_sibling's inverse), else None."""
+    path = Path(path)
+    if not path.stem.endswith('_fp16'):
+        return None
+    return path.with_name(path.stem[:-len('_fp16')] + path.suffix)
+
+
 def fp32_islands(proto):
     """Nodes that stay FP32 in the FP16 graph, and why.
 

@@ -98,12 +98,8 @@ def find_reference_onnx(given_onnx, given_precision, reference_onnx=None):
         return path
     if given_precision == 'fp32':
         return given_onnx
-    suffix = '_fp16'
-    if given_onnx.stem.endswith(suffix):
-        sibling = given_onnx.with_name(given_onnx.stem[:-len(suffix)] + given_onnx.suffix)
-        if sibling.is_file() and ox.fp16_sibling(sibling) == given_onnx:
-            return sibling
-    return None
+    sibling = ox.fp32_sibling(given_onnx)
+    return sibling if sibling is not None and sibling.is_file() else None
 
 
 def _host(tensor):

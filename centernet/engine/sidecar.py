@@ -18,6 +18,7 @@ from pathlib import Path
 from ..checkpoint import sha256_of
 from ..errors import UserError
 from ..fileio import atomic_path, write_json
+from ..onnx_export import fp32_sibling
 from .api import Targets, import_tensorrt, rtx_does_not_target
 from .parts import make_logger
 from .profile import Profile, profile_from_dict, resolve_profile
@@ -75,10 +76,8 @@ def _reference_flag(record):
     onnx = record.get('onnx')
     if not reference or not onnx or record.get('precision') == 'int8':
         return []
-    onnx = Path(onnx)
-    default = onnx.with_name(onnx.stem[:-len('_fp16')] + onnx.suffix) \
-        if onnx.stem.endswith('_fp16') else onnx
-    return [] if Path(reference) in (onnx, default) else ['--reference_onnx', reference]
+    defaults = (Path(onnx), fp32_sibling(onnx))
+    return [] if Path(reference) in defaults else ['--reference_onnx', reference]
 
 
 def profile_flags(fields):
