@@ -66,13 +66,24 @@ class _StopOnSigterm:
     def __enter__(self):
         self.main_thread = threading.main_thread().ident
         self.previous = signal.signal(signal.SIGTERM, self.handle)
+        self.previous_unraisable = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
         return self
+
+    def _unraisable(self, unraisable):
+        # A stop that landed in a __del__ or a weakref callback (importlib's module-lock one,
+        # during an export) cannot be raised there, and Python would print 'Exception ignored'
+        # with a traceback: drop it quietly, as the reminder raises it again where it can.
+        if isinstance(unraisable.exc_value, Stopped) and not self.done.is_set():
+            return
+        self.previous_unraisable(unraisable)
 
     def __exit__(self, *exc):
         self.done.set()
         if self.stop is not None:
             self.reminder.join()
         signal.signal(signal.SIGTERM, self.previous)
+        sys.unraisablehook = self.previous_unraisable
 
     def handle(self, signum, _frame):
         if self.done.is_set():

@@ -570,6 +570,29 @@ def test_a_sigterm_a_library_swallowed_still_stops_the_run():
                            'command again to start over')
 
 
+def test_sigterm_inside_a_finaliser_prints_no_traceback():
+    """SIGTERM landing in a __del__ or a weakref callback (importlib's module-lock callback, in
+    a real export): Python cannot raise from there and prints 'Exception ignored in' with a
+    traceback. run_main keeps that quiet, since the reminder raises the stop again where it can."""
+    script = ('import os, signal, sys, time\n'
+              f'sys.path[:0] = [{str(ROOT)!r}]\n'
+              'from common import run_main\n'
+              'class Finalised:\n'
+              '    def __del__(self):\n'
+              '        os.kill(os.getpid(), signal.SIGTERM)\n'
+              '        time.sleep(0.5)  # the handler runs here, in the finaliser\n'
+              'def main(argv):\n'
+              '    Finalised()\n'
+              '    time.sleep(30)\n'
+              '    print("not stopped")\n'
+              'run_main(main)\n')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and 'not stopped' not in done.stdout
+    assert done.stderr.strip() == ('error: stopped by SIGTERM: no partial output was written; run '
+                                   'the command again to start over')
+
+
 def test_sigterm_inside_an_import_that_swallows_it_still_stops(tmp_path):
     """SIGTERM landing while a module initialises, whose init clears the exception (as Cython's
     ABC registration does in numpy.random's lazy import: the performance run then went on with
