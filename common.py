@@ -74,7 +74,7 @@ class _StopOnSigterm:
         # A stop that landed in a __del__ or a weakref callback (importlib's module-lock one,
         # during an export) cannot be raised there, and Python would print 'Exception ignored'
         # with a traceback: drop it quietly, as the reminder raises it again where it can.
-        if isinstance(unraisable.exc_value, Stopped) and not self.done.is_set():
+        if isinstance(unraisable.exc_value, Stopped):
             return
         self.previous_unraisable(unraisable)
 

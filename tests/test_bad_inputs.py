@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -38,6 +39,10 @@ from common import run_main
 from conftest import CONFIG, ROOT
 from centernet.fileio import atomic_path, write_json
 from centernet.synthetic import write_coco_dataset
+
+# What run_main prints, and all it prints, when SIGTERM stops a command
+SIGTERM_STOPPED = ('error: stopped by SIGTERM: no partial output was written; run the command '
+                   'again to start over')
 
 
 def fails_with(capsys, main, argv, *expected):
@@ -490,8 +495,7 @@ def test_a_signal_wrapped_by_the_code_it_hit_is_still_a_clean_stop(capsys):
     with pytest.raises(SystemExit) as done:
         run_main(hit_during_class_creation)
     assert done.value.code == 2
-    assert capsys.readouterr().err.strip() == ('error: stopped by SIGTERM: no partial output was '
-                                               'written; run the command again to start over')
+    assert capsys.readouterr().err.strip() == SIGTERM_STOPPED
 
     def plain_bug(argv):
         raise RuntimeError('a bug, not a signal')
@@ -566,31 +570,37 @@ def test_a_sigterm_a_library_swallowed_still_stops_the_run():
         process.kill()
     assert out == 'swallowed\ncleaned up\n'
     assert process.returncode == 2, err
-    assert err.strip() == ('error: stopped by SIGTERM: no partial output was written; run the '
-                           'command again to start over')
+    assert err.strip() == SIGTERM_STOPPED
+
+
+def run_main_is_stopped(main_body, path=()):
+    """Run `def main(argv): <main_body>` under run_main in a fresh Python, `path` first on
+    sys.path; assert that a SIGTERM stopped it with the one error line and nothing else."""
+    script = ('import os, signal, sys, time\n'
+              f'sys.path[:0] = {[str(ROOT), *map(str, path)]!r}\n'
+              'from common import run_main\n'
+              + textwrap.dedent(main_body) +
+              'run_main(main)\n')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2 and 'not stopped' not in done.stdout
+    assert done.stderr.strip() == SIGTERM_STOPPED
 
 
 def test_sigterm_inside_a_finaliser_prints_no_traceback():
     """SIGTERM landing in a __del__ or a weakref callback (importlib's module-lock callback, in
     a real export): Python cannot raise from there and prints 'Exception ignored in' with a
     traceback. run_main keeps that quiet, since the reminder raises the stop again where it can."""
-    script = ('import os, signal, sys, time\n'
-              f'sys.path[:0] = [{str(ROOT)!r}]\n'
-              'from common import run_main\n'
-              'class Finalised:\n'
-              '    def __del__(self):\n'
-              '        os.kill(os.getpid(), signal.SIGTERM)\n'
-              '        time.sleep(0.5)  # the handler runs here, in the finaliser\n'
-              'def main(argv):\n'
-              '    Finalised()\n'
-              '    time.sleep(30)\n'
-              '    print("not stopped")\n'
-              'run_main(main)\n')
-    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 2 and 'not stopped' not in done.stdout
-    assert done.stderr.strip() == ('error: stopped by SIGTERM: no partial output was written; run '
-                                   'the command again to start over')
+    run_main_is_stopped('''
+        class Finalised:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.5)  # the handler runs here, in the finaliser
+        def main(argv):
+            Finalised()
+            time.sleep(30)
+            print("not stopped")
+        ''')
 
 
 def test_sigterm_inside_an_import_that_swallows_it_still_stops(tmp_path):
@@ -604,19 +614,12 @@ def test_sigterm_inside_an_import_that_swallows_it_still_stops(tmp_path):
         '    time.sleep(0.5)  # the handler runs here, inside the import\n'
         'except BaseException:\n'
         '    pass  # what the extension module did\n')
-    script = ('import sys, time\n'
-              f'sys.path[:0] = [{str(ROOT)!r}, {str(tmp_path)!r}]\n'
-              'from common import run_main\n'
-              'def main(argv):\n'
-              '    import swallowing\n'
-              '    time.sleep(30)\n'
-              '    print("not stopped")\n'
-              'run_main(main)\n')
-    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 2 and 'not stopped' not in done.stdout
-    assert done.stderr.strip() == ('error: stopped by SIGTERM: no partial output was written; run '
-                                   'the command again to start over')
+    run_main_is_stopped('''
+        def main(argv):
+            import swallowing
+            time.sleep(30)
+            print("not stopped")
+        ''', path=[tmp_path])
 
 
 def test_a_stop_the_command_accepts_is_its_normal_end(monkeypatch, capsys):
@@ -686,8 +689,7 @@ def test_sigterm_during_a_performance_run(tmp_path, onnx_paths):
     finally:
         process.kill()
     assert process.returncode == 2, err
-    assert err.strip() == ('error: stopped by SIGTERM: no partial output was written; run the '
-                           'command again to start over')
+    assert err.strip() == SIGTERM_STOPPED
     assert list(tmp_path.iterdir()) == []
 
 
