@@ -45,17 +45,27 @@ def printable(path):
 
 
 def environment():
-    """Versions for run records."""
+    """Versions for run records: a library the run imported gives its own __version__; one it
+    did not is read from its installed distribution, not imported (onnx, TensorRT and the
+    evaluators took 1.5 s to import for their version strings alone, each run)."""
+    from importlib import metadata
     import numpy
     import torch
     env = dict(python=sys.version.split()[0], platform=platform.platform(),
                torch=torch.__version__, numpy=numpy.__version__)
+    distributions = None
     for module in ('onnx', 'onnxruntime', 'cv2', 'pycocotools', 'faster_coco_eval', 'tensorrt',
                    'tensorrt_rtx'):
-        try:
-            env[module] = __import__(module).__version__
-        except (ImportError, AttributeError, OSError):
-            pass
+        if module in sys.modules:
+            version = getattr(sys.modules[module], '__version__', None)
+        else:
+            distributions = distributions or metadata.packages_distributions()
+            try:
+                version = metadata.version(distributions.get(module, ())[0])
+            except (IndexError, metadata.PackageNotFoundError):  # not installed
+                version = None
+        if version is not None:
+            env[module] = version
     if torch.cuda.is_available():
         env['gpu'] = torch.cuda.get_device_name(0)
         env['cuda'] = torch.version.cuda

@@ -16,11 +16,8 @@ class OrtBackend(Backend):
 
     def __init__(self, onnx_path, providers=None, threads=0, **_):
         import onnxruntime as ort
-        self.spec, self.classes, self.metadata = ox.read_metadata(onnx_path)
         self.path = str(onnx_path)
-        warning = ox.gate_skipped_warning(self.metadata, self.path)
-        if warning:  # once per model opened: a run that uses an unchecked graph says so
-            print(warning, file=sys.stderr)
+        ox.require_file(self.path)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = threads  # 0: one per physical core
@@ -32,7 +29,19 @@ class OrtBackend(Backend):
         if missing:
             raise UserError(f'ONNX Runtime provider(s) {missing} not available (have {available}): '
                             'install onnxruntime-gpu for CUDAExecutionProvider, or use the default')
-        self.session = ort.InferenceSession(self.path, options, providers=wanted)
+        try:
+            self.session = ort.InferenceSession(self.path, options, providers=wanted)
+        except Exception:
+            ox.read_metadata(self.path)  # what is wrong in the kit's terms (not an ONNX, not ours)
+            raise
+        # The metadata from the session: ox.read_metadata would import onnx (1.4 s) to read it
+        self.spec, self.classes, self.metadata = ox.check_metadata(
+            self.session.get_modelmeta().custom_metadata_map,
+            [i.name for i in self.session.get_inputs()],
+            [o.name for o in self.session.get_outputs()], self.path)
+        warning = ox.gate_skipped_warning(self.metadata, self.path)
+        if warning:  # once per model opened: a run that uses an unchecked graph says so
+            print(warning, file=sys.stderr)
         self.providers = self.session.get_providers()
         self.input_name = ox.INPUT_NAME
         shape = self.session.get_inputs()[0].shape
