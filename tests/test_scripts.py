@@ -3,70 +3,24 @@
 With weights the seeded fixtures did not make (BatchNorm statistics calibrated on generated scenes,
 as a trained network's are; other seeds), from an empty models folder: export (gated), evaluate,
 time; a second run reuses the export, another checkpoint makes the scripts export again (a refused
-export on disk is a reason export.py --if-stale gives for it too). With nothing given, the bundled
-demo (the trained stand-in on its generated scenes) runs all four scripts. INT8 weights the gate
-refuses reach the end by following the scripts' own advice. Bad inputs fail at once, before any
-long work. Every run writes into tmp_path only: --record, MODELS_DIR and DEMO_CACHE (conftest's
-guard checks the checkout).
+export on disk is a reason export.py --if-stale gives for it too). Bad inputs fail at once, before
+any long work. The bundled demo's four scripts are in test_scripts_demo.py, and INT8 weights the
+gate refuses in test_scripts_int8.py: their own files, which pytest-xdist runs beside this one.
+Every run writes into tmp_path only: --record, MODELS_DIR and DEMO_CACHE (conftest's guard checks
+the checkout).
 """
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
-import torch
 
 from conftest import CONFIG, ROOT, checkout_changes, checkout_state
-from centernet.synthetic import write_coco_dataset
-
-# The variables the scripts read: a test sets the ones it means, never inherits the caller's.
-SCRIPT_VARIABLES = ('DATASETS_DIR', 'CHECKPOINT', 'MODELS_DIR', 'BACKEND', 'BATCHSIZE', 'WARMUP',
-                    'ITERATIONS', 'PERF_IMAGES', 'ACC_TARGET', 'CALIB_DIR', 'CALIB_IMAGES',
-                    'CALIB_METHOD', 'INT8_UNCHECKED', 'DEMO_CACHE', 'XDG_CACHE_HOME',
-                    'RESULTS_DIR')
-STANDIN = ROOT / 'tests' / 'fixtures' / 'standin' / 'standin_centernet.pth'
-# docs/int8.md: the stand-in's test AP on ONNX Runtime FP32, measured when it was trained
-STANDIN_RECORDED_AP = 0.6506
-DEFAULT_CHECKPOINT = ROOT / 'checkpoints' / \
-    'centernet_resnet18_140e_coco_20210705_093630-bb5b3bf7.pth'
-
-
-def run_script(name, env, *args):
-    inherited = {k: v for k, v in os.environ.items() if k not in SCRIPT_VARIABLES}
-    full_env = dict(inherited, PYTHON=sys.executable, **{k: str(v) for k, v in env.items()})
-    return subprocess.run(['bash', str(ROOT / 'scripts' / name), *args], env=full_env,
-                          capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope='module')
-def journey(tmp_path_factory, spec):
-    from centernet.gate_cases import Case
-    from centernet.model import build_model
-    root = tmp_path_factory.mktemp('journey')
-    write_coco_dataset(root / 'coco', ((160, 120), (120, 160), (200, 152)), seed=5)
-    checkpoints = {}
-    for case in (Case('calibrated, heads x1.5', seed=41, head_scale=1.5),
-                 Case('calibrated, gammas x0.7', seed=42, gamma_scale=0.7)):
-        path = root / f'user_{case.seed}.pth'
-        torch.save({'meta': {'dataset_meta': {'classes': None}},
-                    'state_dict': case.state_dict(build_model(spec))}, path)
-        checkpoints[case.seed] = path
-    return root, checkpoints
-
-
-def env_for(root, checkpoint, models):
-    return dict(DATASETS_DIR=str(root / 'coco'), CHECKPOINT=str(checkpoint),
-                MODELS_DIR=str(root / models), BACKEND='onnxruntime',
-                DEMO_CACHE=str(root / 'demo_cache'))
-
-
-def export_report(root, models):
-    return json.loads((root / models / 'centernet.export.json').read_text())
+from script_runs import (DEFAULT_CHECKPOINT, STANDIN_RECORDED_AP, env_for, export_report,
+                         run_script)
 
 
 # Seed 41 only: seed 42's first run took the same path (14 s); its weights are exported, gated
@@ -241,144 +195,3 @@ def test_checkout_guard_names_what_a_run_wrote(tmp_path):
     (tmp_path / '__pycache__' / 'x.pyc').write_bytes(b'')  # Python's, not a test's
     assert checkout_changes(before, checkout_state(tmp_path)) == [
         'changed kept.txt', 'created results/accuracy_onnxruntime_bs4.json', 'removed gone.txt']
-
-
-# --- the bundled demo: nothing downloaded, no DATASETS_DIR, no checkpoint -----------------------
-
-def _tree_digest(folder):
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob('*') if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b'\0' + path.read_bytes())
-    return digest.hexdigest()
-
-
-@pytest.fixture(scope='module')
-def demo(tmp_path_factory):
-    """The four scripts as a newcomer runs them on a CPU: with nothing set but where things go."""
-    if DEFAULT_CHECKPOINT.is_file():
-        pytest.skip(f'{DEFAULT_CHECKPOINT} is there: the scripts run it, not the demo')
-    if not STANDIN.is_file():
-        pytest.skip(f'{STANDIN} absent')
-    root = tmp_path_factory.mktemp('demo')
-    env = dict(MODELS_DIR=root / 'models', DEMO_CACHE=root / 'cache', BACKEND='onnxruntime')
-    return root, env
-
-
-def _ap(record):
-    return json.loads(record.read_text())['metrics']['mAP']
-
-
-def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, standin_test_scenes, tmp_path):
-    root, env = demo
-    done = run_script('infer_centernet_fp16_accuracy.sh', env, '--record', str(root / 'acc.json'),
-                      '--quiet')
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith('== bundled demo, not COCO and not the published model: the '
-                               "kit's stand-in CenterNet-R18") and \
-        'DATASETS_DIR=/data/coco scripts/prepare.sh' in lines[0]
-    assert "its target is its own, AP >= 0.64" in lines[1]
-    # its AP: the one recorded when the stand-in was trained (torch backend, docs/int8.md)
-    assert abs(_ap(root / 'acc.json') - STANDIN_RECORDED_AP) <= 0.01
-    assert 'PASS: AP 0.6' in done.stdout and 'meets ACC_TARGET=0.64' in done.stdout
-    # the scenes: exactly the stand-in's test split, generated once
-    scenes = next((root / 'cache').glob('standin-*/test-500'))
-    assert _tree_digest(scenes) == _tree_digest(standin_test_scenes)  # write_split's
-    # its models have their own folder, made from the stand-in: a COCO run never takes them
-    models = root / 'models'
-    assert sorted(p.name for p in models.iterdir()) == ['standin-demo']
-    report = json.loads((models / 'standin-demo' / 'centernet.export.json').read_text())
-    assert report['weight_sha256'] == hashlib.sha256(STANDIN.read_bytes()).hexdigest()
-    from centernet.export_cli import reuse_problem
-    other = tmp_path / 'user.pth'
-    other.write_bytes(STANDIN.read_bytes()[:-1] + b'x')
-    assert reuse_problem(models / 'standin-demo' / 'centernet.onnx', 'fp32', other, CONFIG) == \
-        f'made from another checkpoint than {other}'
-    # the performance script: the same export, the real model's speed, no pipeline tier. No
-    # --record: the demo's run record goes to RESULTS_DIR/standin-demo/, named by script and
-    # backend (it went to the checkout's results/, shared with COCO runs)
-    quick = dict(env, BATCHSIZE=1, WARMUP=0, ITERATIONS=1,  # what is printed, not how fast
-                 RESULTS_DIR=tmp_path / 'results')
-    done = run_script('infer_centernet_fp16_performance.sh', quick, '--quiet')
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith('== bundled demo, not COCO')
-    assert lines[1].startswith("== these FPS are the real CenterNet-R18's")
-    assert 'reusing the fp32 export' in done.stdout
-    record = tmp_path / 'results' / 'standin-demo' / 'fp16_performance_onnxruntime_bs1.json'
-    assert f'run record: {record}' in done.stdout
-    record = json.loads(record.read_text())
-    assert record['mode'] == 'performance' and set(record['tiers']) == {'engine', 'engine+io'}
-
-
-def test_demo_int8_pair_calibrates_on_the_standin_train_scenes(demo):
-    root, env = demo
-    done = run_script('infer_centernet_int8_accuracy.sh', env, '--record',
-                      str(root / 'acc8.json'), '--quiet')
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith('== bundled demo, not COCO and not the published model')
-    calib = next((root / 'cache').glob('standin-*/train-136'))  # 128 calibrated + 8 gated
-    assert f"== calibration: the stand-in's first 128 train scenes (generated once into {calib})" \
-        in lines
-    banner = next(i for i, line in enumerate(lines) if 'INT8 on ONNX Runtime (CPU)' in line)
-    export = next(i for i, line in enumerate(lines) if 'exporting again' in line)
-    assert banner < export  # which path, before the export
-    assert abs(_ap(root / 'acc8.json') - STANDIN_RECORDED_AP) <= 0.01
-    assert 'meets ACC_TARGET=0.64' in done.stdout
-    from centernet import onnx_export as ox
-    onnx = root / 'models' / 'standin-demo' / 'centernet_int8_cpu.onnx'
-    assert ox.read_metadata(onnx)[2]['centernet.int8_flavour'] == 'cpu'
-    quick = dict(env, BATCHSIZE=1, WARMUP=0, ITERATIONS=1)
-    done = run_script('infer_centernet_int8_performance.sh', quick, '--record',
-                      str(root / 'perf8.json'), '--quiet')
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert 'reusing the int8 export (passed the precision gate' in done.stdout
-    assert json.loads((root / 'perf8.json').read_text())['backend']['precision'] == 'int8'
-    assert 'warning' not in done.stderr
-
-
-# --- INT8 weights the gate refuses: the scripts' own advice leads to the end --------------------
-
-def test_int8_scripts_reach_the_end_with_weights_the_gate_refuses(journey):
-    """Seed 41's weights (gate_cases: calibrated BatchNorm, heads x1.5) calibrated on the
-    journey's three pictures: the INT8 gate refuses them (offset heads past the limit). The
-    refusal names the script's variables; INT8_UNCHECKED=1 writes and uses the graph, and the
-    next run with it reuses that graph, with a warning each time, instead of deleting it."""
-    from centernet import onnx_export as ox
-    root, checkpoints = journey
-    env = dict(env_for(root, checkpoints[41], 'models_int8'), ACC_TARGET='0')
-    models = root / 'models_int8'
-    quick = dict(BATCHSIZE=1, WARMUP=0, ITERATIONS=1)
-    done = run_script('infer_centernet_int8_performance.sh', dict(env, **quick), '--record',
-                      str(root / 'p8.json'), '--quiet')
-    assert done.returncode == 2
-    error = done.stderr.strip().splitlines()[-1]
-    assert error.startswith('error: the int8 ONNX was refused by the precision gate')
-    assert 'CALIB_IMAGES=' in error and 'CALIB_METHOD=' in error and 'INT8_UNCHECKED=1' in error
-    assert '--skip-check' not in error and '--calib' not in error  # flags a script user lacks
-    assert (models / 'centernet_int8_cpu.rejected.onnx').is_file()
-    # following the advice
-    unchecked = dict(env, INT8_UNCHECKED=1)
-    done = run_script('infer_centernet_int8_accuracy.sh', unchecked, '--record',
-                      str(root / 'a8.json'), '--quiet')
-    assert done.returncode == 0, done.stderr[-3000:]
-    onnx = models / 'centernet_int8_cpu_unchecked.onnx'
-    assert f'== warning: INT8_UNCHECKED=1: {onnx} is written and used without the precision ' \
-        'gate' in done.stdout
-    assert 'WITHOUT the precision gate, as asked' in done.stdout
-    assert f'warning: {onnx} was written without the precision gate' in done.stderr  # inference
-    assert ox.read_metadata(onnx)[2][ox.METADATA_GATE] == ox.GATE_SKIPPED
-    report = json.loads((models / 'centernet_int8_cpu_unchecked.export.json').read_text())
-    assert report['outputs']['int8']['status'] == 'skipped'
-    made = onnx.stat()
-    # the next run with the same setting: reused, warned about, not deleted
-    done = run_script('infer_centernet_int8_performance.sh', dict(unchecked, **quick), '--record',
-                      str(root / 'p8.json'), '--quiet')
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert 'reusing the int8 export (written WITHOUT the precision gate, as INT8_UNCHECKED=1 ' \
-        'asks' in done.stdout
-    assert f'warning: {onnx} was written without the precision gate' in done.stderr
-    assert (onnx.stat().st_ino, onnx.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)
-    assert json.loads((root / 'p8.json').read_text())['backend']['model'] == str(onnx)
-
