@@ -25,8 +25,9 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 
 class Stopped(KeyboardInterrupt):
-    """SIGTERM, raised where the main thread is, so it unwinds exactly as Ctrl-C does: every
-    `finally` and atomic write cleans up on the way out."""
+    """SIGTERM or Ctrl-C, raised where the main thread is, so it unwinds as Ctrl-C does: every
+    `finally` and atomic write cleans up on the way out. `signal_name` is how the error line
+    names it: 'SIGTERM', or 'Ctrl-C (SIGINT)'."""
 
     def __init__(self, signal_name, on_accept=None):
         super().__init__(signal_name)
@@ -42,19 +43,22 @@ class Stopped(KeyboardInterrupt):
             self._on_accept()
 
 
-class _StopOnSigterm:
-    """SIGTERM -> Stopped in the main thread, raised again until it reaches run_main.
+class _StickyStop:
+    """SIGTERM or Ctrl-C (SIGINT) -> Stopped in the main thread, raised again until it reaches
+    run_main.
 
     A library can catch the first raise and carry on: numpy's lazy import of numpy.random,
     interrupted inside a compiled module's initialisation, lost it, and the run went on timing
-    for minutes (about one stop in five, tests/test_bad_inputs.py). So after the first SIGTERM
-    a reminder thread sends SIGTERM again to the main thread alone every REMIND_SECONDS (a real
-    signal, so that a blocking call there returns to Python; library threads never see it),
-    and the handler raises again unless the stop is already unwinding: code in a `finally` or
-    an `__exit__` sees it in sys.exc_info(), and is left to finish its clean-up, as it is for a
-    second SIGTERM. A command whose normal end is a stop (serve.py) catches it and calls
-    Stopped.accept, which sets `done` as run_main's return does: the reminders end, and its
-    shutdown, however long, is not cut short.
+    for minutes (about one stop in five, tests/test_bad_inputs.py); a Ctrl-C was lost the same
+    way during an export, which then ended with exit 0. So after the first signal a reminder
+    thread sends it again to the main thread alone every REMIND_SECONDS (a real signal, so that
+    a blocking call there returns to Python; library threads never see it), and the handler
+    raises again unless the stop is already unwinding: code in a `finally` or an `__exit__`
+    sees it in sys.exc_info(), and is left to finish its clean-up, as it is for a second signal.
+    A command whose normal end is a stop (serve.py) catches it and calls Stopped.accept, which
+    sets `done` as run_main's return does: the reminders end, and its shutdown, however long, is
+    not cut short. A SIGINT that the process was started ignoring (`nohup`, `&` in a script)
+    stays ignored.
     """
 
     REMIND_SECONDS = 0.5
@@ -66,6 +70,9 @@ class _StopOnSigterm:
     def __enter__(self):
         self.main_thread = threading.main_thread().ident
         self.previous = signal.signal(signal.SIGTERM, self.handle)
+        self.previous_int = signal.getsignal(signal.SIGINT)
+        if self.previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self.handle)
         self.previous_unraisable = sys.unraisablehook
         sys.unraisablehook = self._unraisable
         return self
@@ -83,6 +90,8 @@ class _StopOnSigterm:
         if self.stop is not None:
             self.reminder.join()
         signal.signal(signal.SIGTERM, self.previous)
+        if self.previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self.previous_int)
         sys.unraisablehook = self.previous_unraisable
 
     def handle(self, signum, _frame):
@@ -91,17 +100,19 @@ class _StopOnSigterm:
             # landing while __exit__ joins the reminder must not raise out of its `finally`
             return
         if self.stop is None:
-            self.stop = Stopped(signal.Signals(signum).name)
+            self.signum = signum
+            self.stop = Stopped('Ctrl-C (SIGINT)' if signum == signal.SIGINT
+                                else signal.Signals(signum).name)
             self.reminder = threading.Thread(target=self._remind, name='stop-reminder',
                                              daemon=True)
             self.reminder.start()
         elif _interrupt_in_chain(sys.exc_info()[1]) is not None:
-            return  # the stop is unwinding: a second SIGTERM must not cut the clean-up short
+            return  # the stop is unwinding: a second signal must not cut the clean-up short
         raise Stopped(self.stop.signal_name, on_accept=self.done.set)  # done: see Stopped.accept
 
     def _remind(self):
         while not self.done.wait(self.REMIND_SECONDS):
-            signal.pthread_kill(self.main_thread, signal.SIGTERM)
+            signal.pthread_kill(self.main_thread, self.signum)
 
 
 def _interrupt_in_chain(exc):
@@ -116,7 +127,7 @@ def _interrupt_in_chain(exc):
 
 
 def _exit_stopped(exc):
-    how = exc.signal_name if isinstance(exc, Stopped) else 'Ctrl-C (SIGINT)'
+    how = exc.signal_name if isinstance(exc, Stopped) else 'Ctrl-C (SIGINT)'  # a plain one
     print(f'error: stopped by {how}: no partial output was written; run the command again '
           'to start over', file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
@@ -140,7 +151,7 @@ def run_main(main, argv=None):
     Ctrl-C, SIGTERM)."""
     _printing_never_fails()
     in_main_thread = threading.current_thread() is threading.main_thread()
-    stopping = _StopOnSigterm() if in_main_thread else contextlib.nullcontext()
+    stopping = _StickyStop() if in_main_thread else contextlib.nullcontext()
     stopping.__enter__()
     try:
         code = main(argv)

@@ -195,10 +195,10 @@ def serve(args, served, batching, repository, scratch):
               'ready: Ctrl-C or SIGTERM stops the server', flush=True)
         server.wait()
     except KeyboardInterrupt as exc:
-        # The stop is this command's normal end (exit 0). run_main raises a SIGTERM again every
-        # 0.5 s until it returns (a stop a library swallowed must not be lost), and one landing
-        # in the shutdown below would cut it short and end the run in an error: accepting the
-        # stop ends that (common.Stopped.accept; a Ctrl-C has no reminders).
+        # The stop is this command's normal end (exit 0). run_main raises a SIGTERM or Ctrl-C
+        # again every 0.5 s until it returns (a stop a library swallowed must not be lost), and
+        # one landing in the shutdown below would cut it short and end the run in an error:
+        # accepting the stop ends that (common.Stopped.accept).
         accept = getattr(exc, 'accept', None)
         if accept is not None:
             accept()

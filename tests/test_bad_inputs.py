@@ -508,7 +508,7 @@ def test_a_stop_reminder_during_the_normal_end_raises_nothing():
     __exit__ joins the reminder thread must not raise Stopped out of that `finally`. The handler
     is called as the reminder's signal would call it; the reminder thread itself waits long."""
     import common
-    stopping = common._StopOnSigterm()
+    stopping = common._StickyStop()
     stopping.REMIND_SECONDS = 600
     stopping.__enter__()
     try:
@@ -558,20 +558,23 @@ run_main(main)
 '''
 
 
-def test_a_sigterm_a_library_swallowed_still_stops_the_run():
-    """One SIGTERM, caught and dropped by the code it hit: run_main raises it again until it
-    arrives (the stop is sticky), and a clean-up under way is not cut short by the reminders."""
+@pytest.mark.parametrize('signum, how', [(signal.SIGTERM, 'SIGTERM'),
+                                         (signal.SIGINT, 'Ctrl-C (SIGINT)')])
+def test_a_sigterm_a_library_swallowed_still_stops_the_run(signum, how):
+    """One SIGTERM or Ctrl-C, caught and dropped by the code it hit: run_main raises it again
+    until it arrives (the stop is sticky), and a clean-up under way is not cut short by the
+    reminders. (A Ctrl-C was not sticky: one lost during an export let it end with exit 0.)"""
     process = subprocess.Popen([sys.executable, '-c', SWALLOWING_MAIN.format(root=str(ROOT))],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline() == 'ready\n'
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         out, err = process.communicate(timeout=30)
     finally:
         process.kill()
     assert out == 'swallowed\ncleaned up\n'
     assert process.returncode == 2, err
-    assert err.strip() == SIGTERM_STOPPED
+    assert err.strip() == SIGTERM_STOPPED.replace('SIGTERM', how)
 
 
 def run_main_is_stopped(main_body, path=()):
@@ -630,7 +633,7 @@ def test_a_stop_the_command_accepts_is_its_normal_end(monkeypatch, capsys):
     caught the stop without accepting it: a reminder cut its shutdown short, exit 2.)"""
     import threading
     import common
-    monkeypatch.setattr(common._StopOnSigterm, 'REMIND_SECONDS', 0.01)
+    monkeypatch.setattr(common._StickyStop, 'REMIND_SECONDS', 0.01)
     reminders = []
 
     def server(argv):
