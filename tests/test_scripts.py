@@ -25,6 +25,7 @@ from script_runs import (DEFAULT_CHECKPOINT, STANDIN_RECORDED_AP, env_for, expor
 
 # Seed 41 only: seed 42's first run took the same path (14 s); its weights are exported, gated
 # and evaluated by the scripts in test_another_checkpoint_or_a_refused_export_is_exported_again.
+# Slow (~25 s) on purpose: a user's first run, each script a bash and Python processes of its own.
 @pytest.mark.parametrize('seed', [41])
 def test_first_run_from_an_empty_models_folder(journey, seed):
     root, checkpoints = journey
@@ -51,6 +52,7 @@ def test_first_run_from_an_empty_models_folder(journey, seed):
         {'engine', 'engine+io', 'pipeline'}
 
 
+# Slow (~20 s) on purpose: the export it asserts is made again is a real one, gated.
 def test_another_checkpoint_or_a_refused_export_is_exported_again(journey):
     root, checkpoints = journey
     env = env_for(root, checkpoints[42], 'models_41')
@@ -81,6 +83,7 @@ def test_another_checkpoint_or_a_refused_export_is_exported_again(journey):
         'its fp32 graph has status failed, not passed'
 
 
+# Slow (~14 s): the run it describes is 500 scenes, and the record must say 500.
 def test_a_checkpoint_without_coco_runs_on_the_demo_scenes_and_says_what_that_means(journey):
     """Either half given: the user's checkpoint, no DATASETS_DIR. The demo's test scenes, a
     warning that the AP means nothing for COCO weights, no target (exit 0 whatever the AP)."""

@@ -34,6 +34,7 @@ def _ap(record):
     return json.loads(record.read_text())['metrics']['mAP']
 
 
+# Slow (~40 s) on purpose: a newcomer's first two commands, export and 500 scenes included.
 def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, standin_test_scenes, tmp_path):
     root, env = demo
     done = run_script('infer_centernet_fp16_accuracy.sh', env, '--record', str(root / 'acc.json'),
@@ -77,6 +78,7 @@ def test_demo_fp16_pair_runs_the_standin_and_says_so(demo, standin_test_scenes, 
     assert record['mode'] == 'performance' and set(record['tiers']) == {'engine', 'engine+io'}
 
 
+# Slow (~38 s) on purpose: the INT8 pair as a newcomer runs it, calibration included.
 def test_demo_int8_pair_calibrates_on_the_standin_train_scenes(demo):
     root, env = demo
     done = run_script('infer_centernet_int8_accuracy.sh', env, '--record',

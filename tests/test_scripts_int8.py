@@ -6,6 +6,7 @@ import json
 from script_runs import env_for, run_script
 
 
+# Slow (~33 s) on purpose: the refused calibration, then the one the advice asks for, as run.
 def test_int8_scripts_reach_the_end_with_weights_the_gate_refuses(journey):
     """Seed 41's weights (gate_cases: calibrated BatchNorm, heads x1.5) calibrated on the
     journey's three pictures: the INT8 gate refuses them (offset heads past the limit). The

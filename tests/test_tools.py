@@ -7,6 +7,7 @@ import sys
 from conftest import ROOT
 
 
+# Slow (~16 s): gpu_check.py as a person runs it, a Python of its own with every tier.
 def test_gpu_check_plumbing_on_cpu(tmp_path):
     out = tmp_path / 'gpu_check.json'
     done = subprocess.run([sys.executable, str(ROOT / 'tools' / 'gpu_check.py'), '--cpu-smoke',
