@@ -37,6 +37,7 @@ _CONSTRUCTORS = {'dict': dict, 'list': list, 'tuple': tuple}
 _LARGEST_SEQUENCE = 1_000_000   # a value built by + or *: larger is refused before it is built
 _LARGEST_CONFIG = 2_000_000     # all of one file's values, and what {{_base_.x}} copies into it
 _LARGEST_INTEGER_BITS = 4096    # 10 ** 1233: enough for any config, no 10 ** 10 ** 10 hang
+_DEEPEST = 200                  # nested expressions (a config's values nest a few); deeper: refused
 _BASE_PLACEHOLDER = '\x00_base_.'   # {{_base_.x}} in the text becomes this string, then the value
 _WORDS = {  # ast node -> what the message calls it
     'Import': 'an import statement', 'ImportFrom': 'an import statement',
@@ -99,6 +100,7 @@ class _Evaluator:
     def __init__(self, path, names, sizes=None):
         self.path, self.names = path, names
         self.sizes = sizes or TreeSizes()
+        self.depth = 0
 
     def refuse(self, node, what=None):
         return _refusal(self.path, node, what or _WORDS.get(type(node).__name__,
@@ -108,7 +110,15 @@ class _Evaluator:
         method = getattr(self, '_' + type(node).__name__, None)
         if method is None:
             raise self.refuse(node)
-        value = method(node)
+        # Nesting has its own limit, below Python's recursion limit: that limit is whatever the
+        # process set (torch.compile raises it), so a file refused in one run was read in another.
+        if self.depth >= _DEEPEST:
+            raise RecursionError(f'more than {_DEEPEST} nested expressions')
+        self.depth += 1
+        try:
+            value = method(node)
+        finally:
+            self.depth -= 1
         if self.sizes(value) > _LARGEST_CONFIG:  # a literal of names that are large already
             raise self.refuse(node, f'a value of more than {_LARGEST_CONFIG:,} elements')
         return value

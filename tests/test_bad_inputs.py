@@ -45,6 +45,12 @@ SIGTERM_STOPPED = ('error: stopped by SIGTERM: no partial output was written; ru
                    'again to start over')
 
 
+def with_default_sigint():
+    """Popen's preexec_fn for a child a test sends Ctrl-C: a terminal's default SIGINT, even
+    where the suite itself was started ignoring it (`cmd &` in a script), as children inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def fails_with(capsys, main, argv, *expected):
     """Run a CLI; assert exit 2 and a single 'error: ...' line containing every expected part."""
     with pytest.raises(SystemExit) as code:
@@ -565,7 +571,8 @@ def test_a_sigterm_a_library_swallowed_still_stops_the_run(signum, how):
     until it arrives (the stop is sticky), and a clean-up under way is not cut short by the
     reminders. (A Ctrl-C was not sticky: one lost during an export let it end with exit 0.)"""
     process = subprocess.Popen([sys.executable, '-c', SWALLOWING_MAIN.format(root=str(ROOT))],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=with_default_sigint)
     try:
         assert process.stdout.readline() == 'ready\n'
         process.send_signal(signum)
@@ -661,7 +668,8 @@ def test_signal_during_export_leaves_nothing(tmp_path, checkpoint_path, signum, 
     out = tmp_path / 'centernet.onnx'
     process = subprocess.Popen([sys.executable, str(ROOT / 'export.py'), '--weight',
                                 str(checkpoint_path), '--output', str(out), '--skip-check'],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=with_default_sigint)
     try:
         deadline = time.monotonic() + 240
         while not list(tmp_path.glob('.centernet.onnx.*.tmp')):  # the export has begun

@@ -239,6 +239,24 @@ def test_hostile_arithmetic_and_sizes_are_one_short_line(tmp_path, tail, line, c
     assert len(str(error.value)) < 400
 
 
+@pytest.mark.parametrize('recursion_limit', [1000, 20000])
+def test_nesting_is_refused_whatever_the_recursion_limit(tmp_path, recursion_limit):
+    """The nesting refusal waited for Python's RecursionError, so it moved with the recursion
+    limit: in a process where torch.compile had raised it, a 600-deep sum was read. 200 levels
+    are read and 201 refused, at any limit; a real overflow is still refused the same way."""
+    import sys
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit)
+    try:
+        deepest = write(tmp_path, 'deepest.py', 'y = ' + '-' * 199 + '1\n')
+        assert read_config(deepest)['y'] == -1
+        deeper = write(tmp_path, 'deeper.py', 'y = ' + '-' * 200 + '1\n')
+        with pytest.raises(UserError, match='deeper.py:1: an expression nested this deeply'):
+            read_config(deeper)
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def test_copies_of_a_large_base_value_are_counted(tmp_path):
     write(tmp_path, 'b.py', 'x = [0] * 700000\n')
     path = write(tmp_path, 'a.py', "_base_ = './b.py'\ny = [{{_base_.x}}, {{_base_.x}}, "
