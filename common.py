@@ -49,8 +49,8 @@ class _StickyStop:
 
     A library can catch the first raise and carry on: numpy's lazy import of numpy.random,
     interrupted inside a compiled module's initialisation, lost it, and the run went on timing
-    for minutes (about one stop in five, tests/test_bad_inputs.py); a Ctrl-C was lost the same
-    way during an export, which then ended with exit 0. So after the first signal a reminder
+    for minutes (about one stop in five, tests/test_bad_inputs.py); a Ctrl-C a library swallows
+    is lost the same way. So after the first signal a reminder
     thread sends it again to the main thread alone every REMIND_SECONDS (a real signal, so that
     a blocking call there returns to Python; library threads never see it), and the handler
     raises again unless the stop is already unwinding: code in a `finally` or an `__exit__`

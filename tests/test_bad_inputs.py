@@ -569,7 +569,7 @@ run_main(main)
 def test_a_sigterm_a_library_swallowed_still_stops_the_run(signum, how):
     """One SIGTERM or Ctrl-C, caught and dropped by the code it hit: run_main raises it again
     until it arrives (the stop is sticky), and a clean-up under way is not cut short by the
-    reminders. (A Ctrl-C was not sticky: one lost during an export let it end with exit 0.)"""
+    reminders. (A Ctrl-C was not sticky: one a library swallowed was lost, and the run went on.)"""
     process = subprocess.Popen([sys.executable, '-c', SWALLOWING_MAIN.format(root=str(ROOT))],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=with_default_sigint)
