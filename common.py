@@ -50,9 +50,9 @@ class _StickyStop:
     A library can catch the first raise and carry on: numpy's lazy import of numpy.random,
     interrupted inside a compiled module's initialisation, lost it, and the run went on timing
     for minutes (about one stop in five, tests/test_bad_inputs.py); a Ctrl-C a library swallows
-    is lost the same way. So after the first signal a reminder
-    thread sends it again to the main thread alone every REMIND_SECONDS (a real signal, so that
-    a blocking call there returns to Python; library threads never see it), and the handler
+    is lost the same way. So after the first signal a reminder thread sends it again to the
+    main thread alone every REMIND_SECONDS (a real signal, so that a blocking call there
+    returns to Python; library threads never see it), and the handler
     raises again unless the stop is already unwinding: code in a `finally` or an `__exit__`
     sees it in sys.exc_info(), and is left to finish its clean-up, as it is for a second signal.
     A command whose normal end is a stop (serve.py) catches it and calls Stopped.accept, which
@@ -127,7 +127,8 @@ def _interrupt_in_chain(exc):
 
 
 def _exit_stopped(exc):
-    how = exc.signal_name if isinstance(exc, Stopped) else 'Ctrl-C (SIGINT)'  # a plain one
+    # a plain KeyboardInterrupt: Python's own SIGINT handler (run_main outside the main thread)
+    how = exc.signal_name if isinstance(exc, Stopped) else 'Ctrl-C (SIGINT)'
     print(f'error: stopped by {how}: no partial output was written; run the command again '
           'to start over', file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)

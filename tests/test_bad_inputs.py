@@ -566,7 +566,7 @@ run_main(main)
 
 @pytest.mark.parametrize('signum, how', [(signal.SIGTERM, 'SIGTERM'),
                                          (signal.SIGINT, 'Ctrl-C (SIGINT)')])
-def test_a_sigterm_a_library_swallowed_still_stops_the_run(signum, how):
+def test_a_stop_a_library_swallowed_still_stops_the_run(signum, how):
     """One SIGTERM or Ctrl-C, caught and dropped by the code it hit: run_main raises it again
     until it arrives (the stop is sticky), and a clean-up under way is not cut short by the
     reminders. (A Ctrl-C was not sticky: one a library swallowed was lost, and the run went on.)"""

@@ -243,7 +243,7 @@ def test_hostile_arithmetic_and_sizes_are_one_short_line(tmp_path, tail, line, c
 def test_nesting_is_refused_whatever_the_recursion_limit(tmp_path, recursion_limit):
     """The nesting refusal waited for Python's RecursionError, so it moved with the recursion
     limit: in a process where torch.compile had raised it, a 600-deep sum was read. 200 levels
-    are read and 201 refused, at any limit; a real overflow is still refused the same way."""
+    are read and 201 refused, at any limit."""
     import sys
     previous = sys.getrecursionlimit()
     sys.setrecursionlimit(recursion_limit)
